@@ -1,7 +1,7 @@
 """The ``cs224n-nn`` command (also ``python -m cs224n_nn.cli``).
 
-Each subcommand lives beside the code it drives and exposes
-``main(argv: list[str]) -> int``; this module only dispatches, so that
+Each subcommand lives beside the code it drives as a function
+``(argv: list[str]) -> int``; this module only dispatches, so that
 ``cs224n-nn gradcheck`` never imports Lightning and every subcommand owns its
 own arguments (``train`` follows Lightning's CLI conventions).
 """
@@ -13,14 +13,14 @@ import sys
 
 from cs224n_nn.errors import CS224nError
 
-# name -> (module holding ``main(argv)``, one-line help)
+# name -> ("module:function" taking argv and returning an exit code, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("cs224n_nn.ner.commands", "train the window NER model from a YAML config"),
-    "evaluate": ("cs224n_nn.ner.commands", "entity P/R/F1 of a checkpoint on a CoNLL file"),
-    "predict": ("cs224n_nn.ner.commands", "tag text, stdin lines or a CoNLL file with a checkpoint"),
-    "gradcheck": ("cs224n_nn.gradcheck", "check every hand-written backward; print a report"),
-    "bench": ("benchmarks.run", "measure cs224n-nn against native PyTorch (quick run)"),
-    "experiment": ("experiments.run", "run one of the experiments that reproduce the notes' claims"),
+    "train": ("cs224n_nn.ner.commands:train", "train the window NER model from a YAML config"),
+    "evaluate": ("cs224n_nn.ner.commands:evaluate", "entity P/R/F1 of a checkpoint on a CoNLL file"),
+    "predict": ("cs224n_nn.ner.commands:predict", "tag text, stdin lines or a CoNLL file with a checkpoint"),
+    "gradcheck": ("cs224n_nn.gradcheck:main", "check every hand-written backward; print a report"),
+    "bench": ("benchmarks.run:main", "measure cs224n-nn against native PyTorch (quick run)"),
+    "experiment": ("experiments.run:main", "run one of the experiments that reproduce the notes' claims"),
 }
 
 
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"cs224n-nn: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    entry = getattr(module, "main" if module.__name__ != "cs224n_nn.ner.commands" else name)
+    module_name, function = SUBCOMMANDS[name][0].split(":")
+    entry = getattr(importlib.import_module(module_name), function)
     try:
         return int(entry(rest) or 0)
     except CS224nError as err:
