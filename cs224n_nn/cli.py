@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from cs224n_nn.errors import CS224nError
 
@@ -32,6 +33,18 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _repo_root_on_path() -> None:
+    """Let ``bench`` and ``experiment`` import the repo's top-level folders.
+
+    ``benchmarks/`` and ``experiments/`` are not installed packages (they are
+    tools of the source tree), so a console script started from anywhere
+    finds them through the checkout that the editable install points at.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if (root / "benchmarks").is_dir() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -42,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cs224n-nn: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function = SUBCOMMANDS[name][0].split(":")
+    if not module_name.startswith("cs224n_nn."):
+        _repo_root_on_path()
     entry = getattr(importlib.import_module(module_name), function)
     try:
         return int(entry(rest) or 0)
