@@ -1,0 +1,116 @@
+"""Affine, Embedding (dense and sparse gradient), the losses and Dropout.
+
+Sizes are those of the window NER model (GUIDE section 6): a batch of B
+windows of 5 words, 50-dimensional vectors from a 20K vocabulary, a 300-unit
+hidden layer, 9 tags. One call is forward + hand-written backward, with
+``torch.autograd.grad`` so that no ``.grad`` accumulation is timed. The issue
+sets no target for these; the ratio is reported for the owners to act on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks._timing import Case, Context, Row, measure_all
+
+HIDDEN = 300
+VOCAB, EMBED_DIM, WINDOW = 20_000, 50, 5
+TAGS = 9
+
+BATCHES = {"tiny": [16], "quick": [256], "full": [256, 4096]}
+
+
+def _grads(loss_or_out: Callable[[], torch.Tensor], inputs: tuple[torch.Tensor, ...], g: torch.Tensor | None):
+    """One forward + backward: the gradients of ``loss_or_out()`` w.r.t. ``inputs``."""
+    return lambda: torch.autograd.grad(loss_or_out(), inputs, g)
+
+
+def _case(piece: str, setting: str, native_name: str, ours, native, inputs, g=None) -> Case:
+    return Case(
+        group="layers",
+        piece=piece,
+        setting=setting,
+        native_name=native_name,
+        ours=_grads(ours, inputs, g),
+        native=_grads(native, inputs, g),
+    )
+
+
+def affine_case(batch: int) -> Case:
+    from cs224n_nn.functional import affine
+
+    x = torch.randn(batch, HIDDEN, requires_grad=True)
+    weight = torch.randn(HIDDEN, HIDDEN, requires_grad=True)
+    bias = torch.randn(HIDDEN, requires_grad=True)
+    g = torch.randn(batch, HIDDEN)
+    return _case(
+        "affine", f"{batch} x {HIDDEN} -> {HIDDEN}", "F.linear",
+        lambda: affine(x, weight, bias), lambda: F.linear(x, weight, bias), (x, weight, bias), g,
+    )
+
+
+def embedding_case(batch: int, sparse: bool) -> Case:
+    from cs224n_nn.functional import embedding
+
+    weight = torch.randn(VOCAB, EMBED_DIM, requires_grad=True)
+    ids = torch.randint(VOCAB, (batch, WINDOW))
+    g = torch.randn(batch, WINDOW, EMBED_DIM)
+    return _case(
+        "embedding (sparse grad)" if sparse else "embedding (dense grad)",
+        f"{batch}x{WINDOW} ids, {VOCAB // 1000}K x {EMBED_DIM}",
+        f"F.embedding(sparse={sparse})",
+        lambda: embedding(ids, weight, sparse=sparse),
+        lambda: F.embedding(ids, weight, sparse=sparse),
+        (weight,), g,
+    )
+
+
+def loss_cases(batch: int) -> Iterator[Case]:
+    from cs224n_nn.functional import max_margin_loss, multiclass_max_margin_loss, softmax_cross_entropy
+
+    scores = torch.randn(batch, TAGS, requires_grad=True)
+    target = torch.randint(TAGS, (batch,))
+    setting = f"{batch} x {TAGS} classes"
+    yield _case(
+        "softmax_cross_entropy", setting, "F.cross_entropy",
+        lambda: softmax_cross_entropy(scores, target), lambda: F.cross_entropy(scores, target), (scores,),
+    )
+    yield _case(
+        "multiclass_max_margin", setting, "F.multi_margin_loss",
+        lambda: multiclass_max_margin_loss(scores, target),
+        lambda: F.multi_margin_loss(scores, target), (scores,),
+    )
+    # The notes' objective: a true window's score s against a corrupt one's s_c.
+    s = torch.randn(batch, requires_grad=True)
+    s_c = torch.randn(batch, requires_grad=True)
+    yield _case(
+        "max_margin", f"{batch} pairs", "clamp(1 + s_c - s, min=0).mean()",
+        lambda: max_margin_loss(s, s_c), lambda: torch.clamp(1.0 + s_c - s, min=0).mean(), (s, s_c),
+    )
+
+
+def dropout_case(batch: int) -> Case:
+    from cs224n_nn.functional import dropout
+
+    x = torch.randn(batch, HIDDEN, requires_grad=True)
+    g = torch.randn(batch, HIDDEN)
+    return _case(
+        "dropout (p=0.5, train)", f"{batch} x {HIDDEN}", "F.dropout",
+        lambda: dropout(x, 0.5, True), lambda: F.dropout(x, 0.5, True), (x,), g,
+    )
+
+
+def cases(mode: str) -> Iterator[Case]:
+    for batch in BATCHES[mode]:
+        yield affine_case(batch)
+        yield embedding_case(batch, sparse=False)
+        yield embedding_case(batch, sparse=True)
+        yield from loss_cases(batch)
+        yield dropout_case(batch)
+
+
+def rows(ctx: Context) -> list[Row]:
+    return measure_all(cases(ctx.mode), ctx)

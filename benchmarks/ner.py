@@ -1,0 +1,293 @@
+"""The window NER training loop: cs224n-nn's model against a native twin.
+
+Ours is :class:`cs224n_nn.ner.model.WindowNERModule` with its defaults (word
++ casing features, window 5, one tanh layer of 300, dropout 0.5, softmax
+cross-entropy) and the optimizer its ``configure_optimizers`` gives (our
+Adam, default path). The twin is the same network built from ``torch.nn``
+(``Embedding`` with the same padding rows, ``Linear``, the same activation,
+``Dropout``, ``F.cross_entropy``), starting from a copy of ours' weights, and
+trained with ``torch.optim.Adam(fused=True)``. Word vectors start random on
+both sides (loading GloVe changes no cost per step).
+
+Both run the same training step a Lightning loop runs (zero_grad with
+``set_to_none``, forward, loss, backward, step) on the same fixed batches,
+taken from CoNLL-2003 ``eng.train`` (the shipped sample corpus when it is
+absent, with a notice); data loading is outside the timing.
+
+Throughput: training tokens per second (one token = one window), one call of
+a case = one pass over the fixed batches, interleaved as every other
+benchmark. Target: ours / native at least 0.95.
+
+Peak memory: resident set size (RSS) from ``/proc/self/status``, not
+tracemalloc (which sees only Python's allocator, not tensor storage). Each
+side runs in a fresh process (``python -m benchmarks.ner --peak-memory ...``)
+so that one side's freed pages cannot be reused by the other; the process's
+peak RSS counter (VmHWM) is reset through ``/proc/self/clear_refs`` just
+before the first training step, and the figure is the peak during training
+minus the RSS just before it: what the training loop itself costs
+(activations, gradients, optimizer state). Target: ours / native at most 1.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks._timing import Case, Context, Row, Target, configure_threads, measure_all
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "cs224n_nn" / "data" / "sample_train.conll"
+
+# mode: (batch size, batches per timed call, use CoNLL-2003 when present, memory runs per side)
+PRESETS = {
+    "tiny": (32, 2, False, 1),
+    "quick": (256, 10, True, 0),
+    "full": (256, 40, True, 3),
+}
+
+# activation name of the model -> torch.nn twin
+NATIVE_ACTIVATIONS = {
+    "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "hardtanh": torch.nn.Hardtanh,
+    "softsign": torch.nn.Softsign, "relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU,
+}
+
+
+@dataclass
+class Data:
+    encoder: object  # cs224n_nn.ner.features.WindowEncoder
+    batches: list[dict[str, torch.Tensor]]
+    corpus: Path
+    notice: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return sum(b["tags"].numel() for b in self.batches)
+
+
+def corpus_path(conll_dir: str | None, use_conll: bool) -> tuple[Path, str]:
+    """eng.train when asked for and present, else the shipped sample, with a notice saying why."""
+    if not use_conll:
+        return SAMPLE, "tiny preset: the shipped sample corpus"
+    path = Path(conll_dir or ".") / "eng.train"
+    if path.is_file():
+        return path, ""
+    return SAMPLE, f"CoNLL-2003 not found at {path}: measured on the shipped sample corpus instead"
+
+
+def load_data(corpus: Path, batch_size: int, n_batches: int, notice: str = "") -> Data:
+    """The vocabulary of the whole corpus and ``n_batches`` fixed shuffled batches of windows."""
+    from cs224n_nn.ner.conll import read_conll
+    from cs224n_nn.ner.features import WindowDataset, WindowEncoder
+
+    sentences = read_conll(corpus)
+    encoder = WindowEncoder.build(sentences)
+    dataset = WindowDataset(encoder, sentences, name=str(corpus))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    needed = batch_size * n_batches
+    order = order.repeat(needed // len(order) + 1)[:needed]  # a small corpus is cycled
+    batches = [
+        {"windows": dataset.windows[idx], "tags": dataset.tags[idx]} for idx in order.split(batch_size)
+    ]
+    return Data(encoder, batches, corpus, notice)
+
+
+class NativeWindowModel(torch.nn.Module):
+    """The twin: ours' architecture from torch.nn, same parameter names and sizes."""
+
+    def __init__(self, ours) -> None:
+        super().__init__()
+        self.embeddings = torch.nn.ModuleList(
+            torch.nn.Embedding(e.num_embeddings, e.embedding_dim, padding_idx=e.padding_idx) for e in ours.embeddings
+        )
+        self.embedding_dropout = torch.nn.Dropout(ours.embedding_dropout.p)
+        layers: list[torch.nn.Module] = []
+        for m in ours.classifier:
+            if isinstance(m, torch.nn.Linear):
+                layers.append(torch.nn.Linear(m.in_features, m.out_features))
+            elif isinstance(m, torch.nn.Dropout):
+                layers.append(torch.nn.Dropout(m.p))
+            else:
+                layers.append(NATIVE_ACTIVATIONS[ours.hparams.activation]())
+        self.classifier = torch.nn.Sequential(*layers)
+        # Same starting weights; strict, so a layer the twin lacks fails loudly.
+        self.load_state_dict(
+            {k: v for k, v in ours.state_dict().items() if k.startswith(("embeddings.", "classifier."))}, strict=True
+        )
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
+        return self.classifier(self.embedding_dropout(x))
+
+
+def build_ours(data: Data, **model_args):
+    from cs224n_nn.ner.model import WindowNERModule
+
+    torch.manual_seed(0)
+    model = WindowNERModule(encoder=data.encoder, word_vectors="none", **model_args)
+    model.train()
+    optimizer = model.configure_optimizers()
+    if isinstance(optimizer, dict):  # with a schedule
+        optimizer = optimizer["optimizer"]
+    return model, model.objective, optimizer
+
+
+def build_native(ours_model):
+    model = NativeWindowModel(ours_model)
+    model.train()
+    lr = ours_model.hparams.lr
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    return model, F.cross_entropy, optimizer
+
+
+def train_steps(model, loss_fn, optimizer, batches) -> Callable[[], None]:
+    """One pass of the training step a Lightning loop runs, over ``batches``."""
+
+    def run() -> None:
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(batch["windows"]), batch["tags"])
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def throughput_case(data: Data, ours_args: dict, label: str) -> Case:
+    ours_model, ours_loss, ours_opt = build_ours(data, **ours_args)
+    native_model, native_loss, native_opt = build_native(ours_model)
+    batch = data.batches[0]["tags"].numel()
+    vocab = len(data.encoder.vocabs["word"])
+    return Case(
+        group="ner",
+        piece=label,
+        setting=f"{len(data.batches)} batches of {batch}, vocab {vocab}",
+        native_name="torch.nn twin + Adam(fused=True)",
+        ours=train_steps(ours_model, ours_loss, ours_opt, data.batches),
+        native=train_steps(native_model, native_loss, native_opt, data.batches),
+        target=Target(">=", 0.95),
+        per_call=float(data.tokens),
+        unit="tokens/s",
+        note=data.notice,
+    )
+
+
+# ---------------------------------------------------------------- peak memory
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_training_memory(side: str, corpus: Path, batch_size: int, n_batches: int) -> dict[str, float]:
+    """In this process: RSS before training, peak RSS during one pass (MiB)."""
+    data = load_data(corpus, batch_size, n_batches)
+    # Both models exist on both sides (the twin copies ours' weights), so
+    # neither side trains in memory the other freed.
+    ours = build_ours(data)
+    native = build_native(ours[0])
+    step = train_steps(*(ours if side == "ours" else native), data.batches)
+    try:  # "5" resets the peak RSS counter to the current RSS (Linux >= 4.0)
+        Path("/proc/self/clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
+    before = _status_kib("VmRSS")
+    step()
+    peak = _status_kib("VmHWM")
+    return {"before_mib": before / 1024, "peak_mib": peak / 1024, "train_mib": (peak - before) / 1024, "reset": reset}
+
+
+def _memory_in_subprocess(side: str, corpus: Path, batch_size: int, n_batches: int) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "benchmarks.ner", "--peak-memory", side, "--corpus", str(corpus),
+           "--batch-size", str(batch_size), "--batches", str(n_batches), "--threads", str(torch.get_num_threads())]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_rows(data: Data, batch_size: int, runs: int, log) -> list[Row]:
+    samples: dict[str, list[dict]] = {"ours": [], "native": []}
+    for i in range(runs):  # alternate which side goes first, as for time
+        for side in ("ours", "native") if i % 2 == 0 else ("native", "ours"):
+            samples[side].append(_memory_in_subprocess(side, data.corpus, batch_size, len(data.batches)))
+    if not all(s["reset"] for s in samples["ours"] + samples["native"]):
+        log("  note: /proc/self/clear_refs not writable; the peak includes the setup")
+    setting = f"{len(data.batches)} batches of {batch_size}"
+    rows = []
+    for piece, key, target in (
+        ("peak memory (training)", "train_mib", Target("<=", 1.1)),
+        ("peak RSS (whole process)", "peak_mib", None),
+    ):
+        ours = statistics.median(s[key] for s in samples["ours"])
+        native = statistics.median(s[key] for s in samples["native"])
+        ratios = [a[key] / b[key] for a, b in zip(samples["ours"], samples["native"]) if b[key] > 0]
+        rows.append(Row(
+            group="ner", piece=piece, setting=setting, native_name="torch.nn twin + Adam(fused=True)",
+            ours=ours, native=native, ratio=statistics.median(ratios) if ratios else float("nan"),
+            unit="MiB", target=target, runs=runs,
+            note=(
+                "memory: RSS from /proc/self/status in a fresh process per side and run; 'training' = peak "
+                "RSS during one pass minus RSS just before it (peak counter reset via /proc/self/clear_refs)"
+            ),
+        ))
+    for row in rows:
+        log(f"  ner         {row.piece:<24} ours {row.ours:.1f} MiB, native {row.native:.1f} MiB, "
+            f"ratio {row.ratio:.2f}")
+    return rows
+
+
+# ---------------------------------------------------------------- the group
+
+
+def rows(ctx: Context) -> list[Row]:
+    batch_size, n_batches, use_conll, memory_runs = PRESETS[ctx.mode]
+    corpus, notice = corpus_path(ctx.conll_dir, use_conll)
+    if notice:
+        ctx.log(f"  notice: {notice}")
+    data = load_data(corpus, batch_size, n_batches, notice)
+
+    def cases():
+        yield throughput_case(data, {}, "training throughput")
+        if ctx.mode == "full":
+            from cs224n_nn.optim import Adam
+            from benchmarks.optimizers import accepts_fused
+
+            if accepts_fused(Adam):
+                yield throughput_case(data, {"optimizer_args": {"fused": True}}, "training throughput (our fused Adam)")
+
+    result = measure_all(cases(), ctx)
+    if memory_runs:
+        result += memory_rows(data, batch_size, memory_runs, ctx.log)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child process of the memory measurement (prints one JSON line)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ner")
+    parser.add_argument("--peak-memory", choices=("ours", "native"), required=True)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--batches", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    configure_threads(args.threads)
+    print(json.dumps(peak_training_memory(args.peak_memory, args.corpus, args.batch_size, args.batches)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""One optimizer step of each cs224n-nn optimizer against torch.optim's.
+
+Parameters come in two shapes: 100 tensors of 1K elements (many small
+tensors: per-tensor overhead dominates) and 10 tensors of 1M (bandwidth
+dominates). Every side owns its own copy of the same parameters, with fixed
+gradients, and one call is one ``step()``.
+
+Rows per optimizer and shape: ours (its default path) against torch's
+multi-tensor ``foreach=True`` path, and against ``fused=True`` where torch
+2.13 offers a fused CPU kernel (SGD, Adagrad, Adam, AdamW; not Adadelta or
+RMSprop: checked at run time, not assumed); in the full run, ours again with
+``fused=True`` where ours accepts it. Targets (issue 5): ratio at most 1.0
+against foreach; at most 1.3 against fused on 10 x 1M.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+import torch
+
+from benchmarks._timing import Case, Context, Row, Target, measure_all
+
+# ours (cs224n_nn.optim name), torch.optim twin, keyword arguments shared by both
+OPTIMIZERS: list[tuple[str, str, dict]] = [
+    ("SGD", "SGD", {"lr": 0.01, "momentum": 0.9}),
+    ("AdaGrad", "Adagrad", {"lr": 0.01}),
+    ("Adadelta", "Adadelta", {"lr": 1.0}),
+    ("RMSProp", "RMSprop", {"lr": 0.01}),
+    ("Adam", "Adam", {"lr": 1e-3}),
+    ("AdamW", "AdamW", {"lr": 1e-3}),
+]
+
+SHAPES = {"100 x 1K": (100, 1 << 10), "10 x 1M": (10, 1 << 20)}
+
+PRESETS = {
+    # mode: (shapes, also time ours with fused=True)
+    "tiny": ({"3 x 100": (3, 100)}, False),
+    "quick": ({"10 x 1M": SHAPES["10 x 1M"]}, False),
+    "full": (SHAPES, True),
+}
+
+
+def make_params(count: int, numel: int) -> list[torch.Tensor]:
+    """``count`` float32 parameters with fixed random gradients (seeded, so every side gets the same)."""
+    gen = torch.Generator().manual_seed(0)
+    params = []
+    for _ in range(count):
+        p = torch.randn(numel, generator=gen).requires_grad_()
+        p.grad = torch.randn(numel, generator=gen)
+        params.append(p)
+    return params
+
+
+@functools.cache
+def torch_has_fused(torch_name: str) -> bool:
+    """Whether ``torch.optim.<torch_name>(..., fused=True)`` steps on CPU in this torch."""
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.ones(2)
+    try:
+        getattr(torch.optim, torch_name)([p], fused=True).step()
+    except (TypeError, RuntimeError, ValueError):
+        return False
+    return True
+
+
+def accepts_fused(cls: type) -> bool:
+    """Whether our optimizer class offers ``fused=True``."""
+    p = torch.zeros(2, requires_grad=True)
+    try:
+        cls([p], fused=True)
+    except TypeError:
+        return False
+    return True
+
+
+def cases_for(ours_name: str, torch_name: str, kwargs: dict, shape: str, count: int, numel: int,
+              with_ours_fused: bool) -> Iterator[Case]:
+    import cs224n_nn.optim as ours_optim
+
+    ours_cls = getattr(ours_optim, ours_name)
+    torch_cls = getattr(torch.optim, torch_name)
+    ours = {"default": ours_cls(make_params(count, numel), **kwargs)}
+    if with_ours_fused and accepts_fused(ours_cls):
+        ours["fused=True"] = ours_cls(make_params(count, numel), fused=True, **kwargs)
+    native = {"foreach": torch_cls(make_params(count, numel), foreach=True, **kwargs)}
+    if torch_has_fused(torch_name):
+        native["fused"] = torch_cls(make_params(count, numel), fused=True, **kwargs)
+    big = numel >= SHAPES["10 x 1M"][1]
+    for ours_path, ours_opt in ours.items():
+        for native_path, native_opt in native.items():
+            if native_path == "foreach":
+                target = Target("<=", 1.0)
+            else:
+                target = Target("<=", 1.3) if big else None
+            yield Case(
+                group="optimizers",
+                piece=f"{ours_name} ({ours_path})",
+                setting=shape,
+                native_name=f"torch.optim.{torch_name}({native_path})",
+                ours=ours_opt.step,
+                native=native_opt.step,
+                target=target,
+            )
+
+
+def cases(mode: str) -> Iterator[Case]:
+    shapes, with_ours_fused = PRESETS[mode]
+    for shape, (count, numel) in shapes.items():
+        for ours_name, torch_name, kwargs in OPTIMIZERS:
+            yield from cases_for(ours_name, torch_name, kwargs, shape, count, numel, with_ours_fused)
+
+
+def rows(ctx: Context) -> list[Row]:
+    return measure_all(cases(ctx.mode), ctx)

@@ -1,0 +1,286 @@
+"""Run the benchmarks and print (or write) the table.
+
+    cs224n-nn bench                          quick pass, printed (~30 s)
+    python -m benchmarks.run --full          every size; writes BENCHMARKS.md
+    python -m benchmarks.run --only activations,optimizers
+
+Groups: activations, layers, optimizers (alias optim), gradcheck, ner. Every
+ratio is ours / native, the median of per-run ratios over interleaved runs
+(see benchmarks/_timing.py); rows that miss an issue-5 target are profiled
+with torch.profiler and the top operators of both sides are written out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from benchmarks import activations, gradcheck_time, layers, ner, optimizers
+from benchmarks._timing import MIN_RUNS, Context, Row, Timing, configure_threads, machine_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "BENCHMARKS.md"
+DEFAULT_CONLL_DIR = Path(os.environ.get("CS224N_CONLL_DIR", ROOT.parent / "shared" / "data" / "conll2003"))
+
+# Run order; NER last, since it is the longest.
+GROUPS: dict[str, Callable[[Context], list[Row]]] = {
+    "activations": activations.rows,
+    "layers": layers.rows,
+    "optimizers": optimizers.rows,
+    "gradcheck": gradcheck_time.rows,
+    "ner": ner.rows,
+}
+ALIASES = {"optim": "optimizers", "activation": "activations", "layer": "layers"}
+
+TITLES = {
+    "activations": "Activations, forward + backward",
+    "layers": "Affine, Embedding, losses, Dropout (forward + backward)",
+    "optimizers": "Optimizer step",
+    "gradcheck": "Gradient-check suite",
+    "ner": "Window NER training loop",
+}
+
+# Seconds per timed run, by preset: short in the quick run and the tests.
+MIN_RUN_TIME = {"tiny": 0.0, "quick": 0.01, "full": 0.05}
+
+
+def parse_groups(text: str) -> list[str]:
+    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown group(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(GROUPS)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cs224n-nn bench",
+        description="Measure cs224n-nn pieces against their native PyTorch twins (ratio ours / native).",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="every size of issue 5; writes BENCHMARKS.md")
+    size.add_argument("--tiny", action="store_true", help="smallest sizes (what the tests run)")
+    parser.add_argument("--only", type=parse_groups, default=list(GROUPS),
+                        help=f"comma-separated groups to run, from: {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("--runs", type=int, default=MIN_RUNS,
+                        help=f"interleaved runs per side (at least {MIN_RUNS}; default {MIN_RUNS})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: the machine's cores)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"write the markdown report here (default with --full: {DEFAULT_OUTPUT.name})")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="do not profile the rows that miss a target")
+    parser.add_argument("--conll-dir", type=Path, default=DEFAULT_CONLL_DIR,
+                        help="folder holding CoNLL-2003 eng.train (falls back to the shipped sample)")
+    return parser
+
+
+# ---------------------------------------------------------------- environment
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if unit == "s":
+        for scale, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+            if value >= scale:
+                return f"{value / scale:.3g} {name}"
+        return f"{value * 1e9:.3g} ns"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value:,.0f} {unit}"
+
+
+def verdict(row: Row) -> str:
+    return {None: "", True: "met", False: "**MISSED**"}[row.met]
+
+
+def table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| piece | setting | native twin | ours | native | ours / native | target | met? |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        lines.append(
+            f"| {r.piece} | {r.setting} | `{r.native_name}` | {format_value(r.ours, r.unit)} | "
+            f"{format_value(r.native, r.unit)} | {ratio} | {r.target or ''} | {verdict(r)} |"
+        )
+    notes = sorted({r.note for r in rows if r.note})
+    lines += [""] + [f"- {n}" for n in notes] if notes else []
+    return lines
+
+
+def profile_section(rows: list[Row]) -> list[str]:
+    profiled = [r for r in rows if r.profile]
+    if not profiled:
+        return []
+    lines = [
+        "## Where the time goes in the missed rows",
+        "",
+        "torch.profiler, CPU activity: the operators with the most self CPU time per call "
+        "of the measured work (forward + backward, or one step), ours beside native. "
+        "Share = fraction of all self CPU time in that side's profile.",
+        "",
+    ]
+    for r in profiled:
+        ours_ops, native_ops = r.profile
+        lines += [
+            f"### {r.group}: {r.piece}, {r.setting} (ratio {r.ratio:.2f}, target {r.target})",
+            "",
+            "| # | ours: operator | self CPU | share | native: operator | self CPU | share |",
+            "|---|---|---:|---:|---|---:|---:|",
+        ]
+        for i in range(max(len(ours_ops), len(native_ops))):
+            cells = []
+            for ops in (ours_ops, native_ops):
+                if i < len(ops):
+                    op = ops[i]
+                    cells += [f"`{op.name}`", f"{op.self_us:.0f} us", f"{op.share:.0%}"]
+                else:
+                    cells += ["", "", ""]
+            lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> str:
+    lines = ["# Benchmarks: cs224n-nn against native PyTorch", ""]
+    lines += [f"Written by `{meta['command']}` on {meta['date']}. Re-run that command to refresh it.", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if k not in ("command", "date", "warning")]
+    lines.append("")
+    if meta.get("warning"):
+        lines += [f"> **{meta['warning']}**", ""]
+    lines += [
+        "Method: ours and the native twin run alternately in one process "
+        "(run i: ours first when i is even, native first when odd), each warmed up, each run "
+        "repeating the call until it lasts the minimum run time; the ratio column is the median over "
+        "the runs of ours / native per-call time (for throughput, ours / native tokens per second); "
+        "the ours and native columns are the medians of the per-call times. "
+        "Targets are issue 5's; a row without a target has none in the issue.",
+        "",
+    ]
+    judged = [r for r in rows if r.met is not None]
+    missed = [r for r in judged if r.met is False]
+    lines += [f"**Targets: {len(judged) - len(missed)} of {len(judged)} met, {len(missed)} missed.**", ""]
+    for r in missed:
+        lines.append(f"- MISSED: {r.group} / {r.piece} / {r.setting}: ratio {r.ratio:.2f}, target {r.target}")
+    if missed:
+        lines.append("")
+    for group in GROUPS:
+        group_rows = [r for r in rows if r.group == group]
+        if group in failures:
+            lines += [f"## {TITLES[group]}", "", f"Not measured: {failures[group]}", ""]
+        elif group_rows:
+            lines += [f"## {TITLES[group]}", ""] + table(group_rows) + [""]
+    lines += profile_section(rows)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_groups(groups: list[str], ctx: Context) -> tuple[list[Row], dict[str, str]]:
+    """Every requested group's rows, and for a group that could not run, why."""
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    for name in groups:
+        ctx.log(f"[{name}]")
+        start = time.perf_counter()
+        try:
+            rows += GROUPS[name](ctx)
+        except Exception as err:  # a piece not written yet must not hide the others' figures
+            failures[name] = f"{type(err).__name__}: {err}"
+            ctx.log(f"  {name} could not run: {failures[name]}")
+        ctx.log(f"  ({time.perf_counter() - start:.1f} s)")
+    return rows, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.runs < MIN_RUNS:
+        parser.error(f"--runs must be at least {MIN_RUNS}, got {args.runs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    mode = "full" if args.full else "tiny" if args.tiny else "quick"
+    threads = configure_threads(args.threads)
+    cores = machine_cores()
+    load_start = load_average()
+    print(f"cs224n-nn bench ({mode}): torch {torch.__version__}, {threads} torch thread(s), "
+          f"{cores} core(s), load average {load_start if load_start is not None else '?'}")
+
+    ctx = Context(
+        mode=mode,
+        timing=Timing(runs=args.runs, min_run_time=MIN_RUN_TIME[mode]),
+        profile_missed=not args.no_profile,
+        log=lambda line: print(line, flush=True),
+        conll_dir=str(args.conll_dir),
+    )
+    start = time.perf_counter()
+    rows, failures = run_groups(args.only, ctx)
+    elapsed = time.perf_counter() - start
+    load_end = load_average()
+
+    meta = {
+        "command": shlex.join(["python", "-m", "benchmarks.run", *argv]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{cpu_model()}, {cores} core(s) ({platform.system()} {platform.machine()})",
+        "torch threads": str(threads),
+        "versions": f"torch {torch.__version__}, Python {platform.python_version()}",
+        "preset": f"{mode}, {args.runs} runs per side, >= {MIN_RUN_TIME[mode] * 1e3:g} ms per run",
+        "load average (1 min) at start / end": f"{load_start:.2f} / {load_end:.2f}"
+        if load_start is not None and load_end is not None else "unknown",
+        "total time": f"{elapsed:.0f} s",
+    }
+    if load_start is not None and max(load_start, load_end or 0) > 0.5 * cores:
+        meta["warning"] = (
+            f"Measured on a loaded {cores}-core machine (1-minute load average {load_start:.1f} at start, "
+            f"{load_end:.1f} at end): other jobs shared the cores, so ratios are noisy. "
+            f"Re-run `{meta['command']}` on a quiet machine for figures to quote."
+        )
+    report = render(rows, failures, meta)
+    print()
+    print(report)
+    output = args.output or (DEFAULT_OUTPUT if args.full else None)
+    if output is not None:
+        output.write_text(report, encoding="utf-8")
+        print(f"wrote {output}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

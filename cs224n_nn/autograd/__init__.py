@@ -1,0 +1,23 @@
+"""Hand-written ``torch.autograd.Function``s, one per piece of math in the notes.
+
+Each has a new-style ``forward`` + ``setup_context`` and a ``backward`` derived
+and written by hand (never autograd of the forward), supports
+``torch.func`` transforms (``generate_vmap_rule = True``) and
+``torch.compile(fullgraph=True)``, and has a differentiable backward so that
+double backward works. Call them through :mod:`cs224n_nn.functional` or the
+modules in :mod:`cs224n_nn.nn`; ``Function.apply`` takes the same arguments
+positionally, except that ``Dropout.apply(x, mask)`` takes the mask drawn by
+:func:`keep_mask` and ``SoftmaxCrossEntropy.apply`` returns ``(loss, log_probs)``.
+"""
+
+from .activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftSign, Tanh
+from .dropout import Dropout, keep_mask
+from .embedding import Embedding
+from .linear import Affine
+from .losses import MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy
+
+__all__ = [
+    "Sigmoid", "Tanh", "HardTanh", "SoftSign", "ReLU", "LeakyReLU",
+    "Affine", "Dropout", "keep_mask", "Embedding",
+    "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
+]

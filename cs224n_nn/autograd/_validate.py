@@ -1,0 +1,159 @@
+"""Input checks shared by every Function: one place for each kind of bad input.
+
+Each check raises a builtin exception (``TypeError`` for a wrong type or dtype,
+``ValueError`` for a wrong shape or value, ``IndexError`` for an id or target
+out of range) whose message names the argument and says what was expected.
+
+Checks on metadata (dtype, shape) are plain Python and cost nothing under
+``torch.compile`` or ``torch.func`` transforms. Checks on *values* (is every id
+inside the table?) need the data on the host, which neither a compiled graph
+(it would break the graph) nor a ``vmap``-batched tensor (no single value to
+read) can give; :func:`values_checkable` says when to skip them. Skipping is
+safe: the indexing kernels underneath still refuse an out-of-range index, only
+with torch's own, less specific message.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+REDUCTIONS = ("none", "mean", "sum")
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def values_checkable(*tensors: torch.Tensor) -> bool:
+    """True when the tensors' values can be read on the host right now."""
+    if torch.compiler.is_compiling():
+        return False
+    return not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+def tensor(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
+def floating(x, name: str) -> None:
+    """Activations and losses take real floating-point tensors only."""
+    tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {x.dtype}"
+        )
+
+
+def same_dtype(x: torch.Tensor, name: str, other: torch.Tensor, other_name: str) -> None:
+    if x.dtype != other.dtype:
+        raise TypeError(f"{name} and {other_name} must have the same dtype, got {x.dtype} and {other.dtype}")
+
+
+def real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def reduction(value) -> str:
+    if value not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {value!r}")
+    return value
+
+
+def drop_probability(p) -> float:
+    """Dropout's p is the probability of *dropping*; 1 would divide by a zero keep probability."""
+    p = real(p, "p")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1) (keep_prob = 1 - p > 0), got {p}")
+    return p
+
+
+def hardtanh_bounds(min_val, max_val) -> tuple[float, float]:
+    min_val, max_val = real(min_val, "min_val"), real(max_val, "max_val")
+    if min_val > max_val:
+        raise ValueError(f"min_val must not be greater than max_val, got min_val={min_val}, max_val={max_val}")
+    return min_val, max_val
+
+
+def affine(x, weight, bias) -> None:
+    """``x @ weight.T + bias`` needs x (..., in), weight (out, in), bias (out,) of one dtype."""
+    floating(x, "input")
+    floating(weight, "weight")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"input must have shape (..., in_features={weight.shape[1]}) to match weight "
+            f"{tuple(weight.shape)}, got {tuple(x.shape)}"
+        )
+    same_dtype(x, "input", weight, "weight")
+    if bias is not None:
+        floating(bias, "bias")
+        if tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(
+                f"bias must have shape (out_features,) = ({weight.shape[0]},), got {tuple(bias.shape)}"
+            )
+        same_dtype(bias, "bias", weight, "weight")
+
+
+def embedding(ids, weight, padding_idx) -> int | None:
+    """Checks the lookup's arguments; returns padding_idx made non-negative (as torch does)."""
+    tensor(ids, "input")
+    if ids.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"input (the ids) must be an int64 or int32 tensor, got {ids.dtype}")
+    floating(weight, "weight")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
+    num = weight.shape[0]
+    if padding_idx is not None:
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, int):
+            raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
+        if not -num <= padding_idx < num:
+            raise ValueError(f"padding_idx must be within [-{num}, {num}) (num_embeddings={num}), got {padding_idx}")
+        padding_idx %= num
+    if ids.numel() and values_checkable(ids):
+        low, high = torch.aminmax(ids)
+        if low < 0 or high >= num:
+            bad = int(low) if low < 0 else int(high)
+            raise IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
+    return padding_idx
+
+
+def class_targets(scores, target, *, ignore_index: int | None = None) -> None:
+    """Class-index targets for scores (N, C) -> target (N,), or scores (C,) -> target () or (1,).
+
+    With ``ignore_index`` set, that value is allowed besides [0, C).
+    """
+    floating(scores, "input")
+    tensor(target, "target")
+    if target.dtype != torch.int64:
+        raise TypeError(f"target must be an int64 (torch.long) tensor of class indices, got {target.dtype}")
+    if scores.dim() == 2:
+        expected = (scores.shape[0],)
+        ok = tuple(target.shape) == expected
+    elif scores.dim() == 1:
+        expected = "() or (1,)"
+        ok = target.dim() == 0 or tuple(target.shape) == (1,)
+    else:
+        raise ValueError(f"input must be 1-D (C,) or 2-D (N, C) scores, got shape {tuple(scores.shape)}")
+    if not ok:
+        raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
+    classes = scores.shape[-1]
+    if target.numel() and values_checkable(target):
+        counted = target if ignore_index is None else target[target != ignore_index]
+        if counted.numel():
+            low, high = torch.aminmax(counted)
+            if low < 0 or high >= classes:
+                bad = int(low) if low < 0 else int(high)
+                allowed = f"[0, {classes})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+                raise IndexError(f"target must lie in {allowed}; found {bad}")
+
+
+def class_weight(weight, scores) -> None:
+    if weight is None:
+        return
+    floating(weight, "weight")
+    if tuple(weight.shape) != (scores.shape[-1],):
+        raise ValueError(f"weight must have shape (C,) = ({scores.shape[-1]},), got {tuple(weight.shape)}")
+    same_dtype(weight, "weight", scores, "input")

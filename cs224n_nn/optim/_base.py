@@ -1,0 +1,392 @@
+"""What every optimizer in :mod:`cs224n_nn.optim` shares.
+
+Each optimizer is three things:
+
+* one small function named after it (``sgd``, ``adagrad``, ``adam``, ...)
+  that holds the update rule, written once with ``Tensor`` methods;
+* a subclass of :class:`Optimizer` below that validates the
+  hyperparameters, says which per-parameter state the rule needs and what
+  scalars it reads from that state (the step count);
+* nothing else: ``step`` lives here.
+
+The rule is written once but runs three ways, picked per parameter group:
+
+``per-parameter``  the rule is called on each ``(param, grad, state...)``;
+                   sparse gradients always go this way.
+``multi-tensor``   the rule is called on :class:`TensorList` s, whose methods
+                   are ``torch._foreach_*`` calls, so one Python call updates
+                   every tensor of a (device, dtype, step) bucket.
+``fused``          the per-parameter loop over the whole group is compiled
+                   with ``torch.compile`` (``fused=True``); if compilation is
+                   unavailable or fails, we warn once and run eagerly.
+
+The default (``foreach=None, fused=None``) is the multi-tensor path when all
+gradients of the group are dense and share one device and dtype, the
+per-parameter path otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# --------------------------------------------------------------------------
+# hyperparameter checks: every message names the parameter and its value
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"Invalid {name}: {value} (must be finite)")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is finite and >= 0."""
+    if _as_float(name, value) < 0:
+        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
+
+
+def check_in_range(name: str, value: Any, low: float, high: float, *, high_inclusive: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``low <= value < high`` (or ``<= high``)."""
+    v = _as_float(name, value)
+    ok = low <= v <= high if high_inclusive else low <= v < high
+    if not ok:
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"Invalid {name}: {value} (must be in [{low}, {high}{bracket})")
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is finite and > 0."""
+    if _as_float(name, value) <= 0:
+        raise ValueError(f"Invalid {name}: {value} (must be > 0)")
+
+
+def check_common(
+    cls_name: str,
+    *,
+    lr: Any,
+    weight_decay: Any,
+    foreach: bool | None,
+    fused: bool | None,
+    differentiable: bool,
+    capturable: bool = False,
+    eps: Any = None,
+) -> None:
+    """The checks every optimizer makes: lr, eps, weight decay and the path flags."""
+    check_nonnegative("learning rate lr", lr)
+    check_nonnegative("weight_decay", weight_decay)
+    if eps is not None:
+        check_nonnegative("eps", eps)
+    if foreach and fused:
+        raise ValueError(f"{cls_name}: foreach=True and fused=True cannot both be set")
+    if differentiable:
+        # step() runs under no_grad; torch's differentiable mode would need
+        # every in-place update rewritten out of place.
+        raise ValueError(f"{cls_name}: differentiable=True is not supported (use torch.optim.{cls_name})")
+    if capturable:
+        # CUDA-graph capture needs the step count kept on the device and every
+        # bias correction computed there; our rules read it on the host.
+        raise ValueError(f"{cls_name}: capturable=True is not supported (use torch.optim for CUDA graphs)")
+
+
+# --------------------------------------------------------------------------
+# the multi-tensor path: the Tensor methods the rules use, over a list
+
+
+class TensorList:
+    """A list of tensors that answers the in-place ``Tensor`` methods the
+    update rules call, each with one ``torch._foreach_*`` call.
+
+    It lets ``adam(param, grad, ...)`` run unchanged on a whole bucket of
+    parameters. Only what the rules need is here; scalars are Python numbers.
+    """
+
+    __slots__ = ("tensors",)
+
+    def __init__(self, tensors: Sequence[Tensor]):
+        self.tensors = list(tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    # out of place
+    def __neg__(self) -> TensorList:
+        return TensorList(torch._foreach_neg(self.tensors))
+
+    def add(self, other: TensorList | float, alpha: float = 1) -> TensorList:
+        if isinstance(other, TensorList):
+            return TensorList(torch._foreach_add(self.tensors, other.tensors, alpha=alpha))
+        return TensorList(torch._foreach_add(self.tensors, other))
+
+    def mul(self, other: TensorList | float) -> TensorList:
+        return TensorList(torch._foreach_mul(self.tensors, _raw(other)))
+
+    def sqrt(self) -> TensorList:
+        return TensorList(torch._foreach_sqrt(self.tensors))
+
+    def addcmul(self, t1: TensorList, t2: TensorList, value: float = 1) -> TensorList:
+        return TensorList(torch._foreach_addcmul(self.tensors, t1.tensors, t2.tensors, value=value))
+
+    # in place (return self so calls chain like Tensor methods)
+    def add_(self, other: TensorList | float, alpha: float = 1) -> TensorList:
+        if isinstance(other, TensorList):
+            torch._foreach_add_(self.tensors, other.tensors, alpha=alpha)
+        else:
+            torch._foreach_add_(self.tensors, other)
+        return self
+
+    def mul_(self, other: TensorList | float) -> TensorList:
+        torch._foreach_mul_(self.tensors, _raw(other))
+        return self
+
+    def div_(self, other: TensorList | float) -> TensorList:
+        torch._foreach_div_(self.tensors, _raw(other))
+        return self
+
+    def sqrt_(self) -> TensorList:
+        torch._foreach_sqrt_(self.tensors)
+        return self
+
+    def lerp_(self, end: TensorList, weight: float) -> TensorList:
+        torch._foreach_lerp_(self.tensors, end.tensors, weight)
+        return self
+
+    def addcmul_(self, t1: TensorList, t2: TensorList, value: float = 1) -> TensorList:
+        torch._foreach_addcmul_(self.tensors, t1.tensors, t2.tensors, value=value)
+        return self
+
+    def addcdiv_(self, t1: TensorList, t2: TensorList, value: float = 1) -> TensorList:
+        torch._foreach_addcdiv_(self.tensors, t1.tensors, t2.tensors, value=value)
+        return self
+
+    def copy_(self, src: TensorList) -> TensorList:
+        torch._foreach_copy_(self.tensors, src.tensors)
+        return self
+
+
+def _raw(x: TensorList | float) -> Any:
+    return x.tensors if isinstance(x, TensorList) else x
+
+
+def maximum_(a: Tensor | TensorList, b: Tensor | TensorList) -> None:
+    """``a = max(a, b)`` elementwise, in place (Tensor has no ``maximum_``)."""
+    if isinstance(a, TensorList):
+        torch._foreach_maximum_(a.tensors, b.tensors)
+    else:
+        torch.maximum(a, b, out=a)
+
+
+def l2_gradient(param, grad, *, maximize: bool, weight_decay: float):
+    """The gradient a descent rule follows: ``g = ±grad + weight_decay * param``.
+
+    ``maximize`` flips the sign so that descent on ``-f`` ascends ``f``; the
+    weight-decay term is the gradient of the L2 penalty
+    ``weight_decay/2 * ||param||^2`` (notes section 2.2, Regularization).
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if isinstance(grad, Tensor) and grad.is_sparse:
+            raise RuntimeError("weight_decay is not compatible with sparse gradients")
+        grad = grad.add(param, alpha=weight_decay)
+    return grad
+
+
+# --------------------------------------------------------------------------
+# the optimizer base class
+
+_warned_compile_failure = False
+
+
+def _warn_compile_failure(name: str, err: BaseException) -> None:
+    global _warned_compile_failure
+    if not _warned_compile_failure:
+        _warned_compile_failure = True
+        warnings.warn(
+            f"{name}(fused=True): torch.compile failed ({type(err).__name__}: {err}); "
+            "running the eager multi-tensor update instead",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _update_each(update: Callable, params, grads, state_lists, scalars, hyper) -> None:
+    # The loop that fused=True compiles: one update call per parameter, so
+    # torch.compile sees the whole group and can fuse it.
+    for i in range(len(params)):
+        states = [None if s is None else s[i] for s in state_lists]
+        update(params[i], grads[i], *states, **scalars[i], **hyper)
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class: collects gradients and state, picks a path, calls the rule.
+
+    Subclasses set :attr:`update` (the rule), :attr:`state_keys` (the state
+    tensors it takes, in order) and may override :meth:`_init_state`,
+    :meth:`_hyperparameters` and :meth:`_step_scalars`.
+    """
+
+    update: Callable[..., None]
+    #: state tensors passed positionally to ``update`` after ``param, grad``;
+    #: a key whose state is absent (an unused option) is passed as ``None``.
+    state_keys: tuple[str, ...] = ()
+    supports_sparse: bool = False
+    #: group keys that only exist in this project (set by subclasses); filled
+    #: in by ``__setstate__`` when a state dict saved by torch.optim is loaded.
+    extra_defaults: dict[str, Any] = {}
+
+    def __init__(self, params, defaults: dict[str, Any]):
+        super().__init__(params, defaults)
+        self._compiled: Callable | None = None
+        self._compile_failed = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key in ("foreach", "fused"):
+                group.setdefault(key, None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            for key, value in self.extra_defaults.items():
+                group.setdefault(key, value)
+        self.__dict__.setdefault("_compiled", None)
+        self.__dict__.setdefault("_compile_failed", False)
+
+    # hooks -------------------------------------------------------------
+    def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Fill the empty state of ``param`` (step count and buffers)."""
+
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the rule that are the same for the whole group."""
+        raise NotImplementedError
+
+    def _step_scalars(self, state: dict[str, Any], fresh: bool, as_tensor: bool = False) -> dict[str, Any]:
+        """Keyword arguments read from one parameter's state (e.g. ``step``).
+
+        Parameters whose scalars differ are updated in separate buckets on
+        the multi-tensor path. ``fresh`` says the state was created this step;
+        ``as_tensor`` asks for tensors rather than Python numbers (fused path).
+        """
+        return {}
+
+    # the step ------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one update of every parameter that has a gradient.
+
+        ``closure`` (optional) re-evaluates the model and returns the loss;
+        it runs with gradients enabled and its loss is returned.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        states: list[dict[str, Any]] = []
+        fresh: list[bool] = []
+        has_sparse = False
+        name = type(self).__name__
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                if not self.supports_sparse:
+                    raise RuntimeError(
+                        f"{name} does not support sparse gradients (parameter of shape "
+                        f"{tuple(p.shape)}); use cs224n_nn.optim.AdaGrad or SGD without momentum"
+                    )
+                has_sparse = True
+            state = self.state[p]
+            is_fresh = len(state) == 0
+            if is_fresh:
+                self._init_state(p, state, group)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+            fresh.append(is_fresh)
+        if not params:
+            return
+        # Every step count is a 0-d float32 tensor on the CPU, as in
+        # torch.optim, so state dicts load into either library.
+        steps = [s["step"] for s in states if "step" in s]
+        if steps:
+            torch._foreach_add_(steps, 1.0)
+        hyper = self._hyperparameters(group)
+        state_lists = [
+            [s[k] for s in states] if k in states[0] else None for k in self.state_keys
+        ]
+        if group["fused"]:
+            if has_sparse:
+                raise RuntimeError(f"{name}(fused=True) does not support sparse gradients")
+            if self._fused_update(params, grads, state_lists, states, fresh, hyper):
+                return
+            self._multi_tensor_update(params, grads, state_lists, states, fresh, hyper)
+            return
+        foreach = group["foreach"]
+        if foreach is None:
+            first = grads[0]
+            foreach = not has_sparse and all(
+                g.device == first.device and g.dtype == first.dtype for g in grads
+            )
+        if foreach and not has_sparse:
+            self._multi_tensor_update(params, grads, state_lists, states, fresh, hyper)
+        else:
+            self._per_parameter_update(params, grads, state_lists, states, fresh, hyper)
+
+    def _per_parameter_update(self, params, grads, state_lists, states, fresh, hyper) -> None:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            tensors = [None if s is None else s[i] for s in state_lists]
+            self.update(p, g, *tensors, **self._step_scalars(states[i], fresh[i]), **hyper)
+
+    def _multi_tensor_update(self, params, grads, state_lists, states, fresh, hyper) -> None:
+        # Bucket by (device, dtype, scalars): a foreach call needs one device
+        # and dtype, and the rule takes one value of each step scalar.
+        buckets: dict[tuple, list[int]] = {}
+        scalars_of: dict[tuple, dict[str, Any]] = {}
+        for i, p in enumerate(params):
+            scalars = self._step_scalars(states[i], fresh[i])
+            key = (p.device, p.dtype, *scalars.values())
+            buckets.setdefault(key, []).append(i)
+            scalars_of[key] = scalars
+        for key, idx in buckets.items():
+            whole = len(idx) == len(params)
+            pick = (lambda xs: xs) if whole else (lambda xs: [xs[i] for i in idx])
+            tensors = [None if s is None else TensorList(pick(s)) for s in state_lists]
+            self.update(
+                TensorList(pick(params)), TensorList(pick(grads)), *tensors, **scalars_of[key], **hyper
+            )
+
+    def _fused_update(self, params, grads, state_lists, states, fresh, hyper) -> bool:
+        """Run the compiled update; False (after one warning) if it cannot compile."""
+        if self._compile_failed:
+            return False
+        if self._compiled is None:
+            self._compiled = torch.compile(_update_each, dynamic=False)
+        # Step counts and lr go in as tensors so that their changing values
+        # do not make torch.compile specialise and recompile every step.
+        scalars = [self._step_scalars(s, f, as_tensor=True) for s, f in zip(states, fresh)]
+        hyper = dict(hyper, lr=torch.tensor(hyper["lr"], dtype=torch.float64))
+        try:
+            self._compiled(type(self).update, params, grads, state_lists, scalars, hyper)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back
+            self._compile_failed = True
+            _warn_compile_failure(type(self).__name__, err)
+            return False
+        return True

@@ -1,0 +1,163 @@
+"""Adam and AdamW: momentum on the gradient, RMSProp on its square."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._base import Optimizer, check_common, check_in_range, l2_gradient, maximum_
+
+
+def adam(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    bias_correction: bool,
+    maximize: bool,
+) -> None:
+    """One Adam step (Kingma & Ba, 2015, Algorithm 1; notes section 2.9,
+    Snippet 2.5; slides "Adaptive Moment Estimation"), in place::
+
+        g      = grad + weight_decay * param           # Adam's L2 (coupled)
+        param *= 1 - lr * weight_decay                 # AdamW instead (decoupled,
+                                                       #   Loshchilov & Hutter, 2019)
+        m      = beta1 * m + (1 - beta1) * g
+        v      = beta2 * v + (1 - beta2) * g^2
+        v_max  = max(v_max, v)                         # amsgrad (Reddi et al., 2018)
+        m_hat  = m / (1 - beta1^step)                  # bias correction
+        v_hat  = v / (1 - beta2^step)
+        param -= lr * m_hat / (sqrt(v_hat) + eps)
+
+    ``bias_correction=False`` is the notes' Snippet 2.5 (``m_hat = m``,
+    ``v_hat = v``); the slides add the correction, without which the first
+    steps are too small by ``1 - beta1^step`` (m starts at zero).
+
+    The last two lines are computed as in section 2 of the paper, with the
+    square root of ``1 - beta2^step`` folded into the step size and eps:
+    ``param -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps * sqrt(bc2))``, the
+    same number with one pass over ``v`` fewer.
+    """
+    if decoupled_weight_decay:
+        if weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+        g = l2_gradient(param, grad, maximize=maximize, weight_decay=0)
+    else:
+        g = l2_gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    second_moment = exp_avg_sq
+    if amsgrad:
+        maximum_(max_exp_avg_sq, exp_avg_sq)
+        second_moment = max_exp_avg_sq
+    if bias_correction:
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    else:
+        bias_correction1 = bias_correction2_sqrt = 1.0
+    denom = second_moment.sqrt().add_(eps * bias_correction2_sqrt)
+    param.addcdiv_(exp_avg, denom, value=-lr * bias_correction2_sqrt / bias_correction1)
+
+
+class Adam(Optimizer):
+    """Drop-in for :class:`torch.optim.Adam`; the rule is :func:`adam`.
+
+    Extra keyword: ``bias_correction=True``; ``False`` is the notes' Snippet
+    2.5. ``fused=True`` runs the rule compiled with ``torch.compile`` over
+    the whole parameter group (eager fallback, with one warning, when the
+    compiler is unavailable).
+    """
+
+    update = staticmethod(adam)
+    state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    extra_defaults = {"bias_correction": True, "decoupled_weight_decay": False}
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        bias_correction: bool = True,
+    ) -> None:
+        name = type(self).__name__
+        check_common(name, lr=lr, weight_decay=weight_decay, eps=eps, foreach=foreach, fused=fused,
+                     differentiable=differentiable, capturable=capturable)
+        if len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
+        check_in_range("beta1 (betas[0])", betas[0], 0.0, 1.0)
+        check_in_range("beta2 (betas[1])", betas[1], 0.0, 1.0)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, foreach=foreach, maximize=maximize,
+                        capturable=capturable, differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay,
+                        bias_correction=bias_correction)
+        super().__init__(params, defaults)
+
+    def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["step"] = torch.tensor(0.0)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _step_scalars(self, state, fresh, as_tensor=False):
+        return {"step": state["step"] if as_tensor else state["step"].item()}
+
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        beta1, beta2 = group["betas"]
+        return dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
+                    eps=group["eps"], weight_decay=float(group["weight_decay"]),
+                    decoupled_weight_decay=group["decoupled_weight_decay"],
+                    amsgrad=group["amsgrad"], bias_correction=group["bias_correction"],
+                    maximize=group["maximize"])
+
+
+class AdamW(Adam):
+    """Drop-in for :class:`torch.optim.AdamW`: :func:`adam` with decoupled
+    weight decay (``param *= 1 - lr * weight_decay`` before the Adam step;
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019).
+    """
+
+    extra_defaults = {"bias_correction": True, "decoupled_weight_decay": True}
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        bias_correction: bool = True,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True, bias_correction=bias_correction)

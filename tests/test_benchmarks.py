@@ -1,0 +1,191 @@
+"""The benchmark harness in its tiniest configuration.
+
+No timing is asserted (the machine is shared, and speed is what
+BENCHMARKS.md reports, not what a test decides): these tests check the
+method (interleaving, medians, targets), that every group produces its rows
+with positive finite figures, and that the report says what it must.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmarks import _timing, run
+from benchmarks._timing import Case, Context, Row, Target, Timing
+
+
+def quiet_context(**kw) -> Context:
+    return Context(mode="tiny", timing=Timing(min_run_time=0.0), log=lambda line: None, **kw)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one thread and restore the setting after: on a shared machine a
+    two-thread barrier waits for a core, which makes a tiny run take minutes;
+    and ``main`` sets the process-wide thread count, which other tests use."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- the method
+
+
+def test_time_pair_alternates_order_and_takes_every_run():
+    calls: list[str] = []
+    timing = Timing(runs=7, min_run_time=0.0, warmup=1)
+    times = _timing.time_pair(lambda: calls.append("A"), lambda: calls.append("B"), timing)
+    assert len(times.ours) == len(times.native) == 7
+    # warm-up A B, then one calibration call each, then the runs: A B | B A | A B ...
+    runs = calls[4:]
+    pairs = [runs[i:i + 2] for i in range(0, len(runs), 2)]
+    assert pairs == [["A", "B"] if i % 2 == 0 else ["B", "A"] for i in range(7)]
+
+
+def test_measure_reports_the_median_of_per_run_ratios(monkeypatch):
+    ours = [4.0, 1.0, 2.0, 9.0, 3.0, 8.0, 2.0]
+    native = [2.0, 1.0, 1.0, 1.0, 1.0, 4.0, 2.0]
+    monkeypatch.setattr(_timing, "time_pair", lambda *a: _timing.PairTimes(ours, native))
+    case = Case("g", "p", "s", "n", lambda: None, lambda: None, target=Target("<=", 1.2))
+    row = _timing.measure(case, Timing())
+    # per-run ratios 2, 1, 2, 9, 3, 2, 1 -> median 2; the ratio of the medians would be 3 / 1
+    assert (row.ratio, row.ours, row.native) == (2.0, 3.0, 1.0)
+    assert row.met is False
+
+
+def test_throughput_rows_invert_the_time_ratio(monkeypatch):
+    monkeypatch.setattr(_timing, "time_pair", lambda *a: _timing.PairTimes([2.0] * 7, [1.0] * 7))
+    case = Case("ner", "p", "s", "n", lambda: None, lambda: None, target=Target(">=", 0.95),
+                per_call=100.0, unit="tokens/s")
+    row = _timing.measure(case, Timing())
+    assert (row.ours, row.native, row.ratio) == (50.0, 100.0, 0.5)
+    assert row.met is False
+
+
+def test_targets_and_timing_reject_bad_values():
+    assert Target("<=", 1.2).met(1.2) and not Target("<=", 1.2).met(1.21)
+    assert Target(">=", 0.95).met(1.0) and not Target(">=", 0.95).met(0.9)
+    with pytest.raises(ValueError, match="op"):
+        Target("<", 1.0)
+    with pytest.raises(ValueError, match="runs"):
+        Timing(runs=3)
+    with pytest.raises(ValueError, match="mode"):
+        Context(mode="huge", timing=Timing())
+
+
+def test_profile_names_the_operators_that_take_the_time():
+    x = torch.randn(4096, requires_grad=True)
+    g = torch.randn(4096)
+    ops = _timing.top_ops(lambda: torch.autograd.grad(torch.sigmoid(x), x, g), iters=3)
+    assert ops and any("sigmoid" in op.name for op in ops)
+    assert all(op.self_us >= 0 and 0 <= op.share <= 1 for op in ops)
+
+
+# ---------------------------------------------------------------- every group, tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_rows():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as one_thread does (a module-scoped fixture cannot use it)
+    torch.manual_seed(0)
+    try:
+        ctx = quiet_context(conll_dir=str(run.DEFAULT_CONLL_DIR))
+        return run.run_groups(list(run.GROUPS), ctx)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_every_group_runs_without_failure(tiny_rows):
+    rows, failures = tiny_rows
+    assert failures == {}
+    assert {r.group for r in rows} == set(run.GROUPS)
+
+
+def test_every_piece_has_its_row(tiny_rows):
+    rows, _ = tiny_rows
+    pieces = {(r.group, r.piece) for r in rows}
+    for name in ("sigmoid", "tanh", "hardtanh", "softsign", "relu", "leaky_relu"):
+        assert ("activations", name) in pieces
+    for name in ("affine", "embedding (dense grad)", "embedding (sparse grad)", "softmax_cross_entropy",
+                 "multiclass_max_margin", "max_margin", "dropout (p=0.5, train)"):
+        assert ("layers", name) in pieces
+    optim_rows = [r for r in rows if r.group == "optimizers"]
+    for ours_name, torch_name, _ in run.optimizers.OPTIMIZERS:
+        natives = {r.native_name for r in optim_rows if r.piece == f"{ours_name} (default)"}
+        assert f"torch.optim.{torch_name}(foreach)" in natives
+        # a fused row exactly where this torch has a fused CPU kernel
+        assert (f"torch.optim.{torch_name}(fused)" in natives) == run.optimizers.torch_has_fused(torch_name)
+    assert {r.piece for r in rows if r.group == "ner"} >= {"training throughput", "peak memory (training)"}
+    assert [r.piece for r in rows if r.group == "gradcheck"] == ["check_all()"]
+
+
+def test_figures_are_positive_and_finite(tiny_rows):
+    rows, _ = tiny_rows
+    for r in rows:
+        assert math.isfinite(r.ours) and r.ours > 0, r
+        if r.group == "gradcheck":
+            assert r.ratio is None and r.met is None  # no native twin to divide by
+            continue
+        assert math.isfinite(r.native) and r.native > 0, r
+        assert math.isfinite(r.ratio) and r.ratio > 0, r
+        assert r.met == (None if r.target is None else r.target.met(r.ratio))
+
+
+def test_targets_follow_the_issue(tiny_rows):
+    rows, _ = tiny_rows
+    for r in rows:
+        if r.group == "optimizers" and r.native_name.endswith("(foreach)"):
+            assert r.target == Target("<=", 1.0)
+        expected = {"training throughput": Target(">=", 0.95), "peak memory (training)": Target("<=", 1.1),
+                    "peak RSS (whole process)": None}
+        if r.group == "ner":
+            assert r.target == expected[r.piece]
+    assert run.activations.target_for(1 << 10) is None
+    assert run.activations.target_for(1 << 16) == Target("<=", 2.0)
+    assert run.activations.target_for(1 << 20) == run.activations.target_for(1 << 24) == Target("<=", 1.2)
+
+
+# ---------------------------------------------------------------- the report and the command
+
+
+def _row(**kw) -> Row:
+    base = dict(group="activations", piece="sigmoid", setting="1M float32", native_name="torch.sigmoid",
+                ours=2e-3, native=1e-3, ratio=2.0, unit="s", target=Target("<=", 1.2))
+    return Row(**{**base, **kw})
+
+
+def test_report_marks_missed_rows_and_shows_their_profile():
+    missed = _row()
+    missed.profile = ([_timing.OpShare("aten::mul", 120.0, 2, 0.6)], [_timing.OpShare("aten::sigmoid", 80.0, 1, 0.9)])
+    met = _row(piece="relu", native_name="torch.relu", ratio=1.0)
+    meta = {"command": "python -m benchmarks.run --full", "date": "today", "machine": "a CPU, 2 core(s)",
+            "versions": "torch x"}
+    text = run.render([missed, met], {"ner": "ModuleNotFoundError: no model"}, meta)
+    assert "`python -m benchmarks.run --full`" in text and "a CPU, 2 core(s)" in text
+    assert "Targets: 1 of 2 met, 1 missed" in text
+    assert "| sigmoid | 1M float32 | `torch.sigmoid` | 2 ms | 1 ms | 2.00 | <= 1.2 | **MISSED** |" in text
+    assert "| relu |" in text and "| 1.00 | <= 1.2 | met |" in text
+    assert "`aten::mul` | 120 us | 60%" in text and "`aten::sigmoid`" in text
+    assert "Not measured: ModuleNotFoundError: no model" in text
+
+
+def test_main_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "B.md"
+    assert run.main(["--tiny", "--only", "activations", "--threads", "1", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "--tiny --only activations" in text and "torch threads" in text and torch.__version__ in text
+    assert text.count("| sigmoid |") == 1
+    assert "torch thread(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--runs", "3"], ["--only", "nothing"], ["--full", "--tiny"], ["--threads", "0"]])
+def test_bad_options_are_rejected(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run.main(argv)
+    assert exit_.value.code == 2
+    assert "error" in capsys.readouterr().err

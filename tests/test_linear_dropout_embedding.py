@@ -1,0 +1,275 @@
+"""Affine, Dropout and Embedding against torch's linear, dropout and embedding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.autograd import gradcheck, gradgradcheck
+
+import cs224n_nn.autograd as A
+import cs224n_nn.functional as F
+
+TOL = {
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+    torch.bfloat16: dict(rtol=5e-2, atol=5e-2),
+}
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+def grads(f, inputs, upstream=None):
+    """f(*inputs) and the gradient of <f(*inputs), upstream> w.r.t. every input that requires grad."""
+    out = f(*inputs)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out) if upstream is None else upstream
+    wrt = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    return out.detach(), torch.autograd.grad(out, wrt, upstream)
+
+
+def leaves(*tensors):
+    return [t.detach().clone().requires_grad_(True) for t in tensors]
+
+
+# ---------------------------------------------------------------- affine
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("x_shape", [(4,), (3, 4), (2, 3, 4), (0, 4), (2, 0, 4)], ids=str)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_affine_matches_linear(x_shape, with_bias, dtype, device):
+    x, w, b = (torch.randn(s, dtype=torch.float64).to(dtype).to(device) for s in (x_shape, (5, 4), (5,)))
+    ours = grads(F.affine, leaves(x, w, b) if with_bias else leaves(x, w) + [None])
+    ref = grads(TF.linear, leaves(x, w, b) if with_bias else leaves(x, w) + [None])
+    torch.testing.assert_close(ours, ref, **TOL[dtype])
+
+
+def test_affine_in_features_zero_and_non_contiguous():
+    w = torch.randn(5, 0)
+    x = torch.randn(3, 0)
+    b = torch.randn(5)
+    torch.testing.assert_close(grads(F.affine, leaves(x, w, b)), grads(TF.linear, leaves(x, w, b)))
+    x = torch.randn(4, 6, 3).transpose(0, 2)  # (3, 6, 4), non-contiguous
+    w = torch.randn(4, 5).t()  # (5, 4), non-contiguous
+    assert not x.is_contiguous() and not w.is_contiguous()
+    torch.testing.assert_close(grads(F.affine, leaves(x, w, b)), grads(TF.linear, leaves(x, w, b)), **TOL[torch.float32])
+
+
+def test_affine_nan_and_inf_propagate_like_linear():
+    x = torch.tensor([[1.0, float("nan")], [float("inf"), 2.0]])
+    w, b = torch.randn(3, 2), torch.randn(3)
+    ours, ref = grads(F.affine, leaves(x, w, b)), grads(TF.linear, leaves(x, w, b))
+    torch.testing.assert_close(ours, ref, equal_nan=True)
+
+
+def test_affine_gradcheck_and_gradgradcheck():
+    x, w, b = leaves(torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64),
+                     torch.randn(5, dtype=torch.float64))
+    assert gradcheck(F.affine, (x, w, b))
+    assert gradgradcheck(F.affine, (x, w, b))
+    assert gradcheck(F.affine, (x, w))
+
+
+def test_affine_is_the_notes_vectorised_backprop():
+    # dW = delta^T a summed over every leading dimension, db = sum delta, dx = delta W.
+    x, w, b = leaves(torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5))
+    delta = torch.randn(2, 3, 5)
+    _, (dx, dw, db) = grads(F.affine, (x, w, b), delta)
+    torch.testing.assert_close(dw, torch.einsum("nko,nki->oi", delta, x.detach()))
+    torch.testing.assert_close(db, delta.sum((0, 1)))
+    torch.testing.assert_close(dx, delta @ w.detach())
+
+
+def test_affine_saves_only_what_the_needed_gradients_use():
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    for needs_x, needs_w, expect in [(True, False, "w"), (False, True, "x"), (False, False, None)]:
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            F.affine(x.clone().requires_grad_(needs_x), w.clone().requires_grad_(needs_w))
+        shapes = [tuple(t.shape) for t in saved]
+        assert shapes == ({"w": [(5, 4)], "x": [(3, 4)], None: []}[expect])
+
+
+@settings(max_examples=30, deadline=None)
+@given(lead=st.lists(st.integers(0, 3), max_size=3), fan_in=st.integers(1, 5), fan_out=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+def test_affine_property_random_shapes(lead, fan_in, fan_out, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x, w, b = (torch.randn(s, generator=gen, dtype=torch.float64) for s in ((*lead, fan_in), (fan_out, fan_in), (fan_out,)))
+    torch.testing.assert_close(grads(F.affine, leaves(x, w, b)), grads(TF.linear, leaves(x, w, b)))
+
+
+def test_affine_bad_shapes_and_dtypes():
+    x, w, b = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5)
+    with pytest.raises(ValueError, match=r"input must have shape \(\.\.\., in_features=4\).*got \(3, 3\)"):
+        F.affine(torch.randn(3, 3), w, b)
+    with pytest.raises(ValueError, match=r"input must have shape .*got \(\)"):
+        F.affine(torch.tensor(1.0), w, b)
+    with pytest.raises(ValueError, match=r"weight must be 2-D"):
+        F.affine(x, torch.randn(4), b)
+    with pytest.raises(ValueError, match=r"bias must have shape \(out_features,\) = \(5,\), got \(4,\)"):
+        F.affine(x, w, torch.randn(4))
+    with pytest.raises(TypeError, match="input and weight must have the same dtype"):
+        F.affine(x.double(), w, b)
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
+        F.affine(torch.ones(3, 4, dtype=torch.int64), w, b)
+
+
+# ---------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_reproduces_torch_mask_and_gradient_under_the_same_seed(p, device):
+    x = torch.randn(1000, 3, device=device)
+    torch.manual_seed(7)
+    ours = grads(lambda v: F.dropout(v, p), leaves(x))
+    torch.manual_seed(7)
+    ref = grads(lambda v: TF.dropout(v, p), leaves(x))
+    torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+def test_dropout_is_inverted_dropout(dtype):
+    p = 0.25
+    x = torch.rand(4000, dtype=torch.float64).add_(0.5).to(dtype)
+    y, (g,) = grads(lambda v: F.dropout(v, p), leaves(x), torch.ones_like(x))
+    kept = y != 0
+    torch.testing.assert_close(y[kept], (x / (1 - p))[kept], **TOL[dtype])
+    torch.testing.assert_close(g, kept.to(dtype) / (1 - p), **TOL[dtype])
+    assert abs(kept.double().mean().item() - (1 - p)) < 0.04  # about keep_prob of the units survive
+
+
+def test_dropout_identity_when_not_training_or_p_zero():
+    x = torch.randn(3, 4, requires_grad=True)
+    assert F.dropout(x, 0.5, training=False) is x
+    assert F.dropout(x, 0.0) is x
+
+
+def test_dropout_shapes_and_non_contiguous_and_nan():
+    for x in (torch.tensor(2.0), torch.randn(0, 3), torch.randn(2, 3, 4), torch.randn(5, 6).t(),
+              torch.tensor([float("nan"), float("inf")] * 50)):
+        torch.manual_seed(3)
+        ours = grads(lambda v: F.dropout(v, 0.3), leaves(x))
+        torch.manual_seed(3)
+        ref = grads(lambda v: TF.dropout(v, 0.3), leaves(x))
+        torch.testing.assert_close(ours, ref, equal_nan=True)
+
+
+def test_dropout_function_gradcheck_with_a_fixed_mask():
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    mask = A.keep_mask(x.detach(), 0.4)
+    assert set(mask.unique().tolist()) <= {0.0, 1 / 0.6}
+    assert gradcheck(A.Dropout.apply, (x, mask))
+    assert gradgradcheck(A.Dropout.apply, (x, mask))
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
+def test_dropout_p_outside_zero_one_is_refused(p):
+    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
+        F.dropout(torch.randn(3), p)
+
+
+def test_dropout_bad_types():
+    with pytest.raises(TypeError, match="p must be a real number"):
+        F.dropout(torch.randn(3), "0.5")
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
+        F.dropout(torch.ones(3, dtype=torch.int32), 0.5)
+    with pytest.raises(ValueError, match="mask must have the shape of input"):
+        A.Dropout.apply(torch.randn(3), torch.ones(4))
+
+
+# ---------------------------------------------------------------- embedding
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("ids_shape", [(), (0,), (5,), (2, 3), (2, 0, 3), (2, 3, 4)], ids=str)
+@pytest.mark.parametrize("padding_idx", [None, 2, -1])
+def test_embedding_matches_torch(ids_shape, padding_idx, dtype, device):
+    weight = torch.randn(6, 3, dtype=torch.float64).to(dtype).to(device)
+    ids = torch.randint(0, 6, ids_shape, device=device)
+    ours = grads(lambda w: F.embedding(ids, w, padding_idx), leaves(weight))
+    ref = grads(lambda w: TF.embedding(ids, w, padding_idx), leaves(weight))
+    torch.testing.assert_close(ours, ref, **TOL[dtype])
+
+
+def test_embedding_repeated_ids_add_up_and_padding_row_gets_nothing():
+    weight = torch.randn(4, 2, requires_grad=True)
+    ids = torch.tensor([[1, 1, 3], [1, 0, 3]], dtype=torch.int32)
+    out = F.embedding(ids, weight, padding_idx=0)
+    torch.testing.assert_close(out, weight.detach()[ids.long()])
+    (g,) = torch.autograd.grad(out.sum(), weight)
+    assert g.tolist() == [[0.0, 0.0], [3.0, 3.0], [0.0, 0.0], [2.0, 2.0]]
+
+
+@pytest.mark.parametrize("padding_idx", [None, 1])
+def test_embedding_sparse_gradient_matches_torch(padding_idx):
+    weight = torch.randn(5, 3)
+    ids = torch.tensor([[0, 1, 1], [4, 1, 0]])
+    upstream = torch.randn(2, 3, 3)
+    _, (ours,) = grads(lambda w: F.embedding(ids, w, padding_idx, sparse=True), leaves(weight), upstream)
+    _, (ref,) = grads(lambda w: TF.embedding(ids, w, padding_idx, sparse=True), leaves(weight), upstream)
+    assert ours.is_sparse and ours.layout == torch.sparse_coo
+    torch.testing.assert_close(ours.to_dense(), ref.to_dense())
+    torch.testing.assert_close(ours.coalesce().indices(), ref.coalesce().indices())
+    # a sparse gradient lands in .grad like torch's
+    w = weight.clone().requires_grad_(True)
+    F.embedding(ids, w, sparse=True).sum().backward()
+    assert w.grad.is_sparse
+
+
+def test_embedding_non_contiguous_weight_and_ids():
+    weight = torch.randn(3, 7).t()
+    ids = torch.randint(0, 7, (4, 3)).t()
+    assert not weight.is_contiguous() and not ids.is_contiguous()
+    torch.testing.assert_close(grads(lambda w: F.embedding(ids, w), leaves(weight)),
+                               grads(lambda w: TF.embedding(ids, w), leaves(weight)))
+
+
+def test_embedding_gradcheck_and_gradgradcheck():
+    weight = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[0, 2, 2], [4, 1, 2]])
+    assert gradcheck(lambda w: F.embedding(ids, w), (weight,))
+    assert gradgradcheck(lambda w: F.embedding(ids, w).pow(2), (weight,))
+
+
+def test_embedding_saves_only_ids():
+    saved = []
+    ids = torch.tensor([1, 2])
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        F.embedding(ids, torch.randn(3, 2))
+        assert saved == []
+        F.embedding(ids, torch.randn(3, 2, requires_grad=True))
+    assert len(saved) == 1 and saved[0] is ids
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(0, 4), max_size=3), num=st.integers(1, 6), dim=st.integers(1, 4),
+       seed=st.integers(0, 2**16), pad=st.booleans())
+def test_embedding_property_random_shapes(shape, num, dim, seed, pad):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(num, dim, generator=gen, dtype=torch.float64)
+    ids = torch.randint(0, num, shape, generator=gen)
+    padding_idx = 0 if pad else None
+    torch.testing.assert_close(grads(lambda w: F.embedding(ids, w, padding_idx), leaves(weight)),
+                               grads(lambda w: TF.embedding(ids, w, padding_idx), leaves(weight)))
+
+
+def test_embedding_bad_input():
+    weight = torch.randn(5, 3)
+    with pytest.raises(IndexError, match=r"input \(the ids\) must lie in \[0, 5\).*found id 5"):
+        F.embedding(torch.tensor([0, 5]), weight)
+    with pytest.raises(IndexError, match=r"found id -1"):
+        F.embedding(torch.tensor([[-1, 2]]), weight)
+    with pytest.raises(TypeError, match=r"input \(the ids\) must be an int64 or int32 tensor, got torch.float32"):
+        F.embedding(torch.tensor([0.0, 1.0]), weight)
+    with pytest.raises(TypeError, match="input .* got torch.bool"):
+        F.embedding(torch.tensor([True]), weight)
+    with pytest.raises(ValueError, match=r"padding_idx must be within \[-5, 5\)"):
+        F.embedding(torch.tensor([0]), weight, padding_idx=5)
+    with pytest.raises(ValueError, match="weight must be 2-D"):
+        F.embedding(torch.tensor([0]), torch.randn(5))
