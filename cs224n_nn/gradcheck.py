@@ -184,8 +184,13 @@ def check_function(
     ``requires_grad=True``; other inputs (ids, targets) are passed unchanged.
     ``fn`` must be deterministic (re-seed inside it for dropout).
 
-    Floating inputs are cast to ``dtype`` (float64 by default; ``None`` keeps
-    theirs) on copies: the caller's tensors and their ``.grad`` are untouched.
+    Floating inputs are detached and cast to ``dtype`` (float64 by default;
+    ``None`` keeps theirs); the caller's tensors and their ``.grad`` are never
+    written, and the central difference perturbs a clone.
+
+    ``ok`` holds when every element's error, relative to
+    ``max(|analytic|, |numerical|, floor)``, is at most ``rtol``
+    (see :class:`GradientCheck`).
     """
     eps = _validate_eps(eps)
     rtol = _validate_eps(rtol, "rtol")

@@ -157,6 +157,9 @@ class MultiClassMaxMarginLoss(_tnn.MultiMarginLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.multiclass_max_margin_loss(input, target, self.margin, self.weight, self.reduction)
 
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, reduction={self.reduction!r}"
+
 
 class CrossEntropyLoss(_tnn.CrossEntropyLoss):
     """Softmax cross-entropy ``J_i = -log softmax(x_i)[y_i]`` (the loss of notes section 7.2), the twin of
@@ -174,3 +177,6 @@ class CrossEntropyLoss(_tnn.CrossEntropyLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.softmax_cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
                                        self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"

@@ -244,7 +244,8 @@ def _fill(slot: str, rng: random.Random, dev: bool) -> tuple[list[str], list[str
         words = pick(EVENT if slot == "EVENT" else MISC_WORD).split()
         return words, ["IN" if w == "of" else "NNP" for w in words], "MISC"
     if slot == "NUM":
-        return [str(rng.choice([rng.randint(2, 99), rng.randint(100, 950), round(rng.uniform(0.5, 9.9), 1)]))], ["CD"], None
+        number = rng.choice([rng.randint(2, 99), rng.randint(100, 950), round(rng.uniform(0.5, 9.9), 1)])
+        return [str(number)], ["CD"], None
     if slot == "SCORE":
         return [f"{rng.randint(0, 4)}-{rng.randint(0, 4)}"], ["CD"], None
     if slot == "YEAR":

@@ -382,3 +382,43 @@ def test_any_iob_sequence_decodes_to_disjoint_ordered_chunks(tags):
 
 def test_carriage_return_inside_a_line(tmp_path):
     expect_error(write(tmp_path, b"a O\r\nb O\rc O\n"), 2, "carriage return")
+
+
+# ---------------------------------------------------------------------------
+# the sample corpus that ships with the package
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "cs224n_nn" / "data"
+
+
+def test_sample_corpus_is_what_the_generator_writes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_sample_corpus", ROOT / "experiments" / "make_sample_corpus.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    for name, text in generator.build().items():
+        assert (SAMPLE / name).read_text(encoding="utf-8") == text, f"{name} is stale: rerun the generator"
+
+
+def test_sample_corpus_shape():
+    train = read_conll(SAMPLE / "sample_train.conll")
+    dev = read_conll(SAMPLE / "sample_dev.conll")
+    assert 500 <= len(train) <= 800 and 150 <= len(dev) <= 200
+    for sentences in (train, dev):
+        assert detect_scheme(s.tags for s in sentences) == "IOB1"
+        assert entity_types(s.tags for s in sentences) == ["LOC", "MISC", "ORG", "PER"]
+    # Four columns everywhere (the reader enforces one count per file; check it is 4).
+    lines = (SAMPLE / "sample_train.conll").read_text(encoding="utf-8").splitlines()
+    assert len(next(line for line in lines if line and "DOCSTART" not in line).split()) == 4
+    # The notes' sentence is not in the training file, but Paris is a LOC there.
+    demo = ("Museums", "in", "Paris", "are", "amazing")
+    assert not any(demo == s.tokens[i : i + 5] for s in train for i in range(len(s)))
+    paris = {tag for s in train for tok, tag in zip(s.tokens, s.tags) if tok == "Paris"}
+    assert paris == {"I-LOC"}
+    assert any(s.tokens[:2] == ("Museums", "in") for s in train)
+    # Dev names that training never shows, so the score measures generalisation.
+    train_names = {s.tokens[a:b] for s in train for _, a, b in spans(s.tags)}
+    dev_names = [s.tokens[a:b] for s in dev for _, a, b in spans(s.tags)]
+    unseen = sum(name not in train_names for name in dev_names)
+    assert unseen > len(dev_names) / 4

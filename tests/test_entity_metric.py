@@ -75,7 +75,8 @@ def reference_scores(gold_sentences, pred_sentences, types):
         r = c / g if g else 0.0
         return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
-    out = dict(zip(("precision", "recall", "f1"), prf(sum(correct.values()), sum(guessed.values()), sum(gold.values()))))
+    overall = prf(sum(correct.values()), sum(guessed.values()), sum(gold.values()))
+    out = dict(zip(("precision", "recall", "f1"), overall))
     for t in types:
         out.update(zip((f"precision_{t}", f"recall_{t}", f"f1_{t}"), prf(correct[t], guessed[t], gold[t])))
     return out
@@ -178,7 +179,8 @@ def test_halves_merged_equal_the_whole(pairs, cut):
     cut = min(cut, len(pairs))
     whole = EntityF1(TAGS)
     first, second, summed = EntityF1(TAGS), EntityF1(TAGS), EntityF1(TAGS)
-    for metric, (g, p) in ((whole, (gold, pred)), (first, (gold[:cut], pred[:cut])), (second, (gold[cut:], pred[cut:]))):
+    parts = ((whole, gold, pred), (first, gold[:cut], pred[:cut]), (second, gold[cut:], pred[cut:]))
+    for metric, g, p in parts:
         target, lengths = encode(g)
         metric.update(encode(p)[0], target, lengths)
     summed.update(*(torch.zeros(0, dtype=torch.long),) * 3)  # an empty batch changes nothing

@@ -173,7 +173,10 @@ class SoftmaxCrossEntropy(Function):
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
         x, t = _as_rows(scores, target)
-        logp = x - torch.logsumexp(x, dim=1, keepdim=True)
+        # log-sum-exp trick: subtract each row's largest score so exp() cannot overflow,
+        # and keep log p = shifted - log(sum exp(shifted)) exact even when the row max is ~1e38.
+        shifted = x - x.amax(1, keepdim=True)
+        logp = shifted.sub_(shifted.exp().sum(1, keepdim=True).log_())
         valid, safe_t, w_t = _target_weights(t, weight, ignore_index, x.dtype)
         losses = -logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * w_t
         if eps:

@@ -140,6 +140,9 @@ def _make_cli(argv: list[str]):
                                 help="sentence tagged by the best model at the end ('' to skip)")
             parser.add_argument("--ckpt_path", type=str | None, default=None,
                                 help="resume training from this checkpoint (e.g. .../checkpoints/last.ckpt)")
+            parser.add_argument("--torch_threads", type=int | None, default=None,
+                                help="torch.set_num_threads for this run (1 is fastest for this small model "
+                                     "on a busy CPU; default: torch's choice)")
 
     return NERLightningCLI(
         WindowNERModule,
@@ -165,6 +168,11 @@ def train(argv: list[str]) -> int:
     except SystemExit as e:  # --help, or a parse error already printed by jsonargparse
         return _exit_code(e)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    threads = cli.config.get("torch_threads")
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"torch_threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
     seconds = time.perf_counter() - started

