@@ -40,3 +40,7 @@ class ConfigError(CS224nError, ValueError):
 
 class CheckpointError(CS224nError, ValueError):
     """A checkpoint that is missing, truncated, corrupted or not written by cs224n-nn."""
+
+
+class NotFittedError(CS224nError, RuntimeError):
+    """A fitted transform (``cs224n_nn.preprocess``) used before ``fit``."""

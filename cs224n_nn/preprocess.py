@@ -34,7 +34,7 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from cs224n_nn.errors import CS224nError
+from cs224n_nn.errors import NotFittedError
 
 __all__ = [
     "NotFittedError",
@@ -44,10 +44,6 @@ __all__ = [
     "PCAWhitening",
     "ZCAWhitening",
 ]
-
-
-class NotFittedError(CS224nError, RuntimeError):
-    """A transform used before ``fit`` (or loaded from an unfitted state)."""
 
 
 class FittedTransform(nn.Module):

@@ -77,8 +77,8 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     gen = seed_all(seed)
     plt = pyplot()
-    n, steps, grid = (40, 20, 40) if quick else (300, 2000, 300)
-    fig, axes = plt.subplots(len(DATASETS), len(MODELS), figsize=(8.5, 8))
+    n, steps, grid = (40, 20, 40) if quick else (300, 2000, 200)
+    fig, axes = plt.subplots(len(DATASETS), len(MODELS), figsize=(8, 7.2))
     rows = []
     progress = Progress(NAME, len(DATASETS) * len(MODELS))
     for r, (data_name, make) in enumerate(DATASETS.items()):
@@ -93,10 +93,12 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
             with torch.no_grad():
                 p1 = model(plane).softmax(dim=1)[:, 1].reshape(grid, grid)
             ax = axes[r, c]
-            ax.contourf(gx, gy, p1, levels=20, cmap="RdBu_r", alpha=0.6, vmin=0, vmax=1)
+            ax.imshow(p1, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap="RdBu_r", alpha=0.5,
+                      vmin=0, vmax=1, aspect="auto", interpolation="bilinear")
             ax.contour(gx, gy, p1, levels=[0.5], colors="k", linewidths=1.5)
-            ax.scatter(*x_train[y_train == 0].T, s=6, c="tab:blue", edgecolors="none")
-            ax.scatter(*x_train[y_train == 1].T, s=6, c="tab:red", edgecolors="none")
+            ax.scatter(*x_train[y_train == 0].T, s=5, c="tab:blue", edgecolors="none")
+            ax.scatter(*x_train[y_train == 1].T, s=5, c="tab:red", edgecolors="none")
+            ax.grid(False)
             train_acc, test_acc = accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
             ax.set_title(f"{data_name}: {kind}\ntrain acc {train_acc:.3f}, test acc {test_acc:.3f}", fontsize=9)
             ax.set_xticks([])

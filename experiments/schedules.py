@@ -28,9 +28,8 @@ LR0 = 0.5
 N_FEATURES, N_CLASSES, HIDDEN = 20, 5, 64
 
 
-def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian clusters around random centres, 10 % of the labels flipped at random."""
-    centres = torch.randn(N_CLASSES, N_FEATURES, generator=generator) * 0.6
+def make_data(n: int, centres: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian clusters around ``centres`` (one row per class), 10 % of the labels flipped at random."""
     y = torch.randint(N_CLASSES, (n,), generator=generator)
     x = centres[y] + torch.randn(n, N_FEATURES, generator=generator)
     flip = torch.rand(n, generator=generator) < 0.1
@@ -57,8 +56,9 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     gen = seed_all(seed)
     plt = pyplot()
     n, steps, batch, every = (200, 20, 8, 5) if quick else (4000, 4000, 8, 40)
-    x_train, y_train = make_data(n, gen)
-    x_test, y_test = make_data(n, gen)
+    centres = torch.randn(N_CLASSES, N_FEATURES, generator=gen) * 0.6
+    x_train, y_train = make_data(n, centres, gen)
+    x_test, y_test = make_data(n, centres, gen)
     batches = torch.randint(n, (steps, batch), generator=gen)  # the same mini-batches for every schedule
     template = init.init_module_(torch.nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Tanh(),
                                                      nn.Linear(HIDDEN, N_CLASSES)))

@@ -2,7 +2,10 @@
 
 Compiling is slow on small machines, so each compiled test traces one graph
 that strings several Functions together (forward and backward), rather than
-one graph per Function.
+one graph per Function, with the ``aot_eager`` backend: dynamo (where graph
+breaks would raise under ``fullgraph=True``) and AOTAutograd (which traces the
+hand-written backward) run in full; only inductor's C++ code generation, which
+adds nothing about our Functions, is left out.
 """
 
 from __future__ import annotations
@@ -129,5 +132,6 @@ def test_compile_fullgraph_dropout_in_training():
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     out = compiled(x)
     (g,) = torch.autograd.grad(out, x)
-    assert set(g.unique().tolist()) <= {0.0, pytest.approx(1 / 0.7)}
+    kept = g != 0
+    torch.testing.assert_close(g[kept], torch.full_like(g[kept], 1 / 0.7))
     assert 0 < (g != 0).sum() < 50
