@@ -21,10 +21,12 @@ missed target.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -75,7 +77,7 @@ class Timing:
     runs: int = MIN_RUNS
     min_run_time: float = 0.05
     warmup: int = 2
-    profile_iters: int = 5
+    profile_iters: int = 3
 
     def __post_init__(self) -> None:
         if self.runs < MIN_RUNS:
@@ -156,14 +158,16 @@ def _run(fn: Callable[[], object], number: int) -> float:
 
 
 def _calls_per_run(fn: Callable[[], object], min_run_time: float) -> int:
-    """Calls needed for one run to last ``min_run_time`` (at least one)."""
-    once = _run(fn, 1)
-    if once <= 0 or once >= min_run_time:
+    """Calls needed for one run to last ``min_run_time`` (at least one).
+
+    Sized from the fastest of three single calls: on a shared machine one
+    call may wait for a core, and sizing from that wait would leave runs of a
+    single call, as noisy as the wait itself.
+    """
+    once = min(_run(fn, 1) for _ in range(3))
+    if once >= min_run_time:
         return 1
-    # A second, longer probe: one call is too short to time reliably.
-    probe = max(1, min(1000, int(min_run_time / once) // 4))
-    per_call = _run(fn, probe)
-    return max(1, math.ceil(min_run_time / max(per_call, 1e-9)))
+    return min(100_000, math.ceil(min_run_time / max(once, 1e-9)))
 
 
 @dataclass
@@ -219,12 +223,26 @@ def measure(case: Case, timing: Timing) -> Row:
     )
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler backend's start/stop lines, which it writes to fd 2 from C++."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def top_ops(fn: Callable[[], object], iters: int, top: int = 6) -> list[OpShare]:
     """The ``top`` operators by self CPU time while ``fn`` runs ``iters`` times."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()  # keep one-time work (allocation, compilation) out of the profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(iters):
             fn()
     events = list(prof.key_averages())
@@ -272,7 +290,7 @@ def format_progress(row: Row) -> str:
     """One line per finished row, so a long run shows that it is alive."""
     ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
     verdict = {None: "", True: " met", False: " MISSED"}[row.met]
-    return f"  {row.group:<11} {row.piece:<24} {row.setting:<22} ratio {ratio}{verdict}"
+    return f"  {row.group:<11} {row.piece:<24} {row.setting:<22} vs {row.native_name:<32} ratio {ratio}{verdict}"
 
 
 def profile_case(case: Case, timing: Timing) -> tuple[list[OpShare], list[OpShare]]:

@@ -29,7 +29,7 @@ SIZES = {"1K": 1 << 10, "64K": 1 << 16, "1M": 1 << 20, "16M": 1 << 24}
 
 PRESETS = {
     "tiny": (["1K"], [torch.float32]),
-    "quick": (["64K", "1M"], [torch.float32]),
+    "quick": (["1M"], [torch.float32]),
     "full": (["1K", "64K", "1M", "16M"], [torch.float32, torch.float64]),
 }
 

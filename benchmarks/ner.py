@@ -3,16 +3,19 @@
 Ours is :class:`cs224n_nn.ner.model.WindowNERModule` with its defaults (word
 + casing features, window 5, one tanh layer of 300, dropout 0.5, softmax
 cross-entropy) and the optimizer its ``configure_optimizers`` gives (our
-Adam, default path). The twin is the same network built from ``torch.nn``
-(``Embedding`` with the same padding rows, ``Linear``, the same activation,
-``Dropout``, ``F.cross_entropy``), starting from a copy of ours' weights, and
-trained with ``torch.optim.Adam(fused=True)``. Word vectors start random on
+Adam, default path). The twin is a copy of that model in which every
+``cs224n_nn.nn`` module (Embedding, Linear, the activation, Dropout, the
+loss) is turned back into the ``torch.nn`` class it subclasses: the same
+network, sizes and starting weights on torch's own kernels, trained with
+``torch.optim.Adam(fused=True)``. Word vectors start random on
 both sides (loading GloVe changes no cost per step).
 
 Both run the same training step a Lightning loop runs (zero_grad with
 ``set_to_none``, forward, loss, backward, step) on the same fixed batches,
-taken from CoNLL-2003 ``eng.train`` (the shipped sample corpus when it is
-absent, with a notice); data loading is outside the timing.
+the first batches of :class:`cs224n_nn.ner.datamodule.CoNLLDataModule`'s
+shuffled training loader (seeded; its default features and batch size 256)
+over CoNLL-2003 ``eng.train``, or the shipped sample corpus when that is
+absent, with a notice. Data loading is outside the timing.
 
 Throughput: training tokens per second (one token = one window), one call of
 a case = one pass over the fixed batches, interleaved as every other
@@ -31,8 +34,8 @@ minus the RSS just before it: what the training loop itself costs
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -41,7 +44,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks._timing import Case, Context, Row, Target, configure_threads, measure_all
 
@@ -53,12 +55,6 @@ PRESETS = {
     "tiny": (32, 2, False, 1),
     "quick": (256, 10, True, 0),
     "full": (256, 40, True, 3),
-}
-
-# activation name of the model -> torch.nn twin
-NATIVE_ACTIVATIONS = {
-    "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "hardtanh": torch.nn.Hardtanh,
-    "softsign": torch.nn.Softsign, "relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU,
 }
 
 
@@ -85,48 +81,48 @@ def corpus_path(conll_dir: str | None, use_conll: bool) -> tuple[Path, str]:
 
 
 def load_data(corpus: Path, batch_size: int, n_batches: int, notice: str = "") -> Data:
-    """The vocabulary of the whole corpus and ``n_batches`` fixed shuffled batches of windows."""
-    from cs224n_nn.ner.conll import read_conll
-    from cs224n_nn.ner.features import WindowDataset, WindowEncoder
+    """The data module's vocabulary and its first ``n_batches`` shuffled training batches (seeded)."""
+    from cs224n_nn.ner.datamodule import CoNLLDataModule
 
-    sentences = read_conll(corpus)
-    encoder = WindowEncoder.build(sentences)
-    dataset = WindowDataset(encoder, sentences, name=str(corpus))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
-    needed = batch_size * n_batches
-    order = order.repeat(needed // len(order) + 1)[:needed]  # a small corpus is cycled
-    batches = [
-        {"windows": dataset.windows[idx], "tags": dataset.tags[idx]} for idx in order.split(batch_size)
-    ]
-    return Data(encoder, batches, corpus, notice)
+    # val_path: the small packaged dev file, which setup("fit") reads but the benchmark never uses
+    data = CoNLLDataModule(train_path=str(corpus), val_path="sample", batch_size=batch_size)
+    data.setup("fit")
+    torch.manual_seed(0)
+    batches: list[dict[str, torch.Tensor]] = []
+    while len(batches) < n_batches:  # a small corpus is cycled
+        for batch in data.train_dataloader():
+            if batch["tags"].numel() == batch_size:  # only full batches: tokens per call stay fixed
+                batches.append(batch)
+            if len(batches) == n_batches:
+                break
+    return Data(data.encoder, batches, corpus, notice)
 
 
-class NativeWindowModel(torch.nn.Module):
-    """The twin: ours' architecture from torch.nn, same parameter names and sizes."""
+def torch_nn_base(cls: type) -> type:
+    """The torch.nn class a cs224n_nn.nn module stands in for (each subclasses its twin)."""
+    for base in cls.__mro__[1:]:
+        if base.__module__.startswith("torch.nn.modules") and base is not torch.nn.Module:
+            return base
+    raise TypeError(f"{cls.__qualname__} has no torch.nn twin to benchmark against")
 
-    def __init__(self, ours) -> None:
-        super().__init__()
-        self.embeddings = torch.nn.ModuleList(
-            torch.nn.Embedding(e.num_embeddings, e.embedding_dim, padding_idx=e.padding_idx) for e in ours.embeddings
-        )
-        self.embedding_dropout = torch.nn.Dropout(ours.embedding_dropout.p)
-        layers: list[torch.nn.Module] = []
-        for m in ours.classifier:
-            if isinstance(m, torch.nn.Linear):
-                layers.append(torch.nn.Linear(m.in_features, m.out_features))
-            elif isinstance(m, torch.nn.Dropout):
-                layers.append(torch.nn.Dropout(m.p))
-            else:
-                layers.append(NATIVE_ACTIVATIONS[ours.hparams.activation]())
-        self.classifier = torch.nn.Sequential(*layers)
-        # Same starting weights; strict, so a layer the twin lacks fails loudly.
-        self.load_state_dict(
-            {k: v for k, v in ours.state_dict().items() if k.startswith(("embeddings.", "classifier."))}, strict=True
-        )
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
-        return self.classifier(self.embedding_dropout(x))
+def native_twin(ours):
+    """A copy of ``ours`` in which every cs224n_nn.nn module is its torch.nn twin.
+
+    Each ``cs224n_nn.nn`` class subclasses the torch.nn class it replaces and
+    only swaps ``forward`` for the hand-written Functions, with the same
+    attributes; turning the copy's modules back into their torch.nn classes
+    gives the same architecture, sizes and starting weights computed by
+    torch's own kernels, whatever layers the model holds.
+    """
+    twin = copy.deepcopy(ours)
+    for module in twin.modules():
+        if type(module).__module__ == "cs224n_nn.nn":
+            module.__class__ = torch_nn_base(type(module))
+    left = [type(m).__qualname__ for m in twin.modules() if type(m).__module__.startswith("cs224n_nn.nn")]
+    if left:
+        raise TypeError(f"the native twin still holds cs224n_nn modules: {left}")
+    return twin
 
 
 def build_ours(data: Data, **model_args):
@@ -142,11 +138,11 @@ def build_ours(data: Data, **model_args):
 
 
 def build_native(ours_model):
-    model = NativeWindowModel(ours_model)
+    model = native_twin(ours_model)
     model.train()
-    lr = ours_model.hparams.lr
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    return model, F.cross_entropy, optimizer
+    params = [p for p in model.parameters() if p.requires_grad]  # as configure_optimizers picks them
+    optimizer = torch.optim.Adam(params, lr=ours_model.hparams.lr, fused=True)
+    return model, model.objective, optimizer
 
 
 def train_steps(model, loss_fn, optimizer, batches) -> Callable[[], None]:

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch intra-op threads (default: the machine's cores)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"write the markdown report here (default with --full: {DEFAULT_OUTPUT.name})")
-    parser.add_argument("--no-profile", action="store_true",
-                        help="do not profile the rows that miss a target")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile the rows that miss a target with torch.profiler (default: with --full only)")
     parser.add_argument("--conll-dir", type=Path, default=DEFAULT_CONLL_DIR,
                         help="folder holding CoNLL-2003 eng.train (falls back to the shipped sample)")
     return parser
@@ -196,9 +196,12 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> s
     missed = [r for r in judged if r.met is False]
     lines += [f"**Targets: {len(judged) - len(missed)} of {len(judged)} met, {len(missed)} missed.**", ""]
     for r in missed:
-        lines.append(f"- MISSED: {r.group} / {r.piece} / {r.setting}: ratio {r.ratio:.2f}, target {r.target}")
+        lines.append(f"- MISSED: {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: "
+                     f"ratio {r.ratio:.2f}, target {r.target}")
     if missed:
         lines.append("")
+        if not any(r.profile for r in missed):
+            lines += ["(Not profiled in this run: add `--profile` to see where the time goes.)", ""]
     for group in GROUPS:
         group_rows = [r for r in rows if r.group == group]
         if group in failures:
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(
         mode=mode,
         timing=Timing(runs=args.runs, min_run_time=MIN_RUN_TIME[mode]),
-        profile_missed=not args.no_profile,
+        profile_missed=args.full if args.profile is None else args.profile,
         log=lambda line: print(line, flush=True),
         conll_dir=str(args.conll_dir),
     )

@@ -133,8 +133,11 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    def cell(value) -> str:
+        return fmt(value).replace("|", "\\|")  # a bare | (as in |x| or ||W||) would end the cell
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

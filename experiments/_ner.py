@@ -87,6 +87,7 @@ class History:
     seconds: float = 0.0
     train_f1: float = float("nan")
     stopped: str = ""  # why training ended early (e.g. a non-finite loss), if it did
+    model: WindowNERModule | None = None  # the trained model, for experiments that look inside it
 
     @property
     def dev_f1(self) -> float:
@@ -188,7 +189,7 @@ class NERData:
         per_epoch = -(-n_windows // budget.batch_size)
         if budget.limit_train_batches is not None:
             per_epoch = min(per_epoch, budget.limit_train_batches)
-        history = History(label)
+        history = History(label, model=model)
         trainer = pl.Trainer(
             max_epochs=budget.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

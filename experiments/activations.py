@@ -57,8 +57,8 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         at_corner = torch.zeros_like(z, dtype=torch.bool)
         for c in corners:
             at_corner |= z == c
-        ax.plot(z, y, lw=2, label="f(z)")
-        ax.plot(z, dy, lw=2, ls="--", label="f'(z), our backward")
+        ax.plot(z.numpy(), y.numpy(), lw=2, label="f(z)")
+        ax.plot(z.numpy(), dy.numpy(), lw=2, ls="--", label="f'(z), our backward")
         ax.set_title(f"{label}: {formula}", fontsize=9)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylim(-1.3, 1.3 if label != "ReLU" and not label.startswith("leaky") else 4.1)

@@ -93,11 +93,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
             with torch.no_grad():
                 p1 = model(plane).softmax(dim=1)[:, 1].reshape(grid, grid)
             ax = axes[r, c]
-            ax.imshow(p1, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap="RdBu_r", alpha=0.5,
+            ax.imshow(p1.numpy(), origin="lower", extent=(lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), cmap="RdBu_r", alpha=0.5,
                       vmin=0, vmax=1, aspect="auto", interpolation="bilinear")
-            ax.contour(gx, gy, p1, levels=[0.5], colors="k", linewidths=1.5)
-            ax.scatter(*x_train[y_train == 0].T, s=5, c="tab:blue", edgecolors="none")
-            ax.scatter(*x_train[y_train == 1].T, s=5, c="tab:red", edgecolors="none")
+            ax.contour(gx.numpy(), gy.numpy(), p1.numpy(), levels=[0.5], colors="k", linewidths=1.5)
+            ax.scatter(*x_train[y_train == 0].T.numpy(), s=5, c="tab:blue", edgecolors="none")
+            ax.scatter(*x_train[y_train == 1].T.numpy(), s=5, c="tab:red", edgecolors="none")
             ax.grid(False)
             train_acc, test_acc = accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
             ax.set_title(f"{data_name}: {kind}\ntrain acc {train_acc:.3f}, test acc {test_acc:.3f}", fontsize=9)

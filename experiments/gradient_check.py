@@ -81,7 +81,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         u = torch.finfo(dtype).eps / 2
         for method, style in (("central", "o-"), ("one-sided", "s-")):
             err = curves[dtype, method]
-            ax.loglog(eps_values, err, style, ms=3, label=method)
+            ax.loglog(eps_values.numpy(), err.numpy(), style, ms=3, label=method)
             best = int(torch.nan_to_num(err, nan=float("inf")).argmin())
             order = 2 if method == "central" else 1
             best_predicted = u ** (1 / (order + 1))
@@ -94,7 +94,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         ref = eps_values[eps_values >= 1e-4]
         for order, ls in ((2, ":"), (1, "--")):
             anchor = float(curves[dtype, "central" if order == 2 else "one-sided"][0]) * 3
-            ax.loglog(ref, anchor * (ref / ref[0]) ** order, "k" + ls, lw=0.8, label=f"slope {order} (eps^{order})")
+            ax.loglog(ref.numpy(), (anchor * (ref / ref[0]) ** order).numpy(), "k" + ls, lw=0.8, label=f"slope {order} (eps^{order})")
         ax.set_title(f"{str(dtype).removeprefix('torch.')} (unit round-off {u:.1e})")
         ax.set_xlabel("eps")
         ax.invert_xaxis()

@@ -71,13 +71,13 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         held_out = test if transform is None else transform.fit(train)(test)
         cov = covariance(held_out)
         ax = axes[0, col]
-        ax.scatter(held_out[:400, i], held_out[:400, j], s=2)
+        ax.scatter(held_out[:400, i].numpy(), held_out[:400, j].numpy(), s=2)
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
         ax.set_title(f"{name}\nfeature {i} vs feature {j}", fontsize=9)
         ax = axes[1, col]
         vmax = cov.abs().max().item()
-        image = ax.imshow(cov, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        image = ax.imshow(cov.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.grid(False)
         ax.set_title(f"covariance (held-out), max |C| = {vmax:.3g}", fontsize=9)
         ax.set_xticks(range(d))

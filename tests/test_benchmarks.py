@@ -40,8 +40,9 @@ def test_time_pair_alternates_order_and_takes_every_run():
     timing = Timing(runs=7, min_run_time=0.0, warmup=1)
     times = _timing.time_pair(lambda: calls.append("A"), lambda: calls.append("B"), timing)
     assert len(times.ours) == len(times.native) == 7
-    # warm-up A B, then one calibration call each, then the runs: A B | B A | A B ...
-    runs = calls[4:]
+    # warm-up A B, then three calibration calls each, then the runs: A B | B A | A B ...
+    assert calls[:8] == ["A", "B", "A", "A", "A", "B", "B", "B"]
+    runs = calls[8:]
     pairs = [runs[i:i + 2] for i in range(0, len(runs), 2)]
     assert pairs == [["A", "B"] if i % 2 == 0 else ["B", "A"] for i in range(7)]
 

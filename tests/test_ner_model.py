@@ -12,7 +12,7 @@ from cs224n_nn.errors import CheckpointError, ConfigError
 from cs224n_nn.ner.conll import Sentence, spans
 from cs224n_nn.ner.decode import allowed_transitions, viterbi, viterbi_flat
 from cs224n_nn.ner.features import WindowEncoder, tag_set
-from cs224n_nn.ner.model import ACTIVATIONS, NonFiniteLossError, WindowNERModule, load_window_ner
+from cs224n_nn.ner.model import ACTIVATIONS, NonFiniteLossError, WindowNERModule, WordEmbedding, load_window_ner
 from cs224n_nn.regularize import l2_penalty
 
 TRAIN = [
@@ -113,6 +113,7 @@ def test_optimizers_by_name_with_schedule(encoder, name):
     config = model.configure_optimizers()
     optimizer = config["optimizer"]
     assert type(optimizer).__module__.startswith("cs224n_nn.optim")
+    optimizer.step()  # no gradients yet: a no-op, but the order torch expects
     config["lr_scheduler"]["scheduler"].step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
 
@@ -129,6 +130,29 @@ def test_glove_vectors_fill_the_word_table(encoder):
     word = model.embeddings[encoder.features.index("word")]
     assert word.embedding_dim == 50 and not word.weight.requires_grad
     assert [p for p in model.configure_optimizers().param_groups[0]["params"] if p is word.weight] == []
+
+
+def test_split_word_table_is_one_table():
+    emb = WordEmbedding(10, 3, trained=6, padding_idx=0)
+    full = emb.weight.detach().clone()
+    ids = torch.tensor([[1, 7, 9], [5, 6, 0], [1, 1, 8]])
+    out = emb(ids)
+    torch.testing.assert_close(out, full[ids])
+    out.sum().backward()
+    assert not emb.frozen.weight.requires_grad and emb.frozen.weight.grad is None
+    expected = torch.zeros(6, 3)
+    expected[1], expected[5] = 3.0, 1.0  # row 1 read three times; row 0 is padding: no gradient
+    torch.testing.assert_close(emb.trained.weight.grad, expected)
+
+
+def test_pretrained_only_words_sit_in_the_frozen_table():
+    encoder = WindowEncoder.build(TRAIN, features=("word",), extra_words=["london", "berlin"])
+    assert encoder.trained_words == len(encoder.vocabs["word"]) - 2
+    model = WindowNERModule(encoder=encoder.state_dict(), word_vectors="none", hidden_dims=[4])
+    word = model.embeddings[0]
+    assert word.frozen.num_embeddings == 2
+    trainable = {id(p) for p in model.configure_optimizers().param_groups[0]["params"]}
+    assert id(word.frozen.weight) not in trainable and id(word.trained.weight) in trainable
 
 
 def test_nonfinite_loss_stops_with_the_step(encoder):

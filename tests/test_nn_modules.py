@@ -177,3 +177,15 @@ def test_docstrings_carry_formula_derivative_and_notes_section():
                 nn.Embedding, nn.MaxMarginLoss, nn.MultiClassMaxMarginLoss, nn.CrossEntropyLoss):
         doc = cls.__doc__ or ""
         assert "section" in doc and "d" in doc and "=" in doc, cls.__name__
+
+
+def test_the_example_in_docs_modules_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "modules.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/modules.md", "exec"), namespace)
+    assert torch.isfinite(namespace["loss"]) and namespace["w"].grad is None  # backward not called on it
+    assert all(p.grad is not None for p in namespace["model"].parameters())

@@ -21,11 +21,12 @@ ELEMENTWISE = [
     (F.sigmoid, torch.sigmoid),
     (F.tanh, torch.tanh),
     (lambda x: F.hardtanh(x, -0.5, 0.5), lambda x: TF.hardtanh(x, -0.5, 0.5)),
+    (lambda x: F.hardtanh(x, -0.5, 1.5), lambda x: TF.hardtanh(x, -0.5, 1.5)),
     (F.softsign, TF.softsign),
     (F.relu, torch.relu),
     (lambda x: F.leaky_relu(x, 0.1), lambda x: TF.leaky_relu(x, 0.1)),
 ]
-NAMES = ["sigmoid", "tanh", "hardtanh", "softsign", "relu", "leaky_relu"]
+NAMES = ["sigmoid", "tanh", "hardtanh", "hardtanh(-0.5,1.5)", "softsign", "relu", "leaky_relu"]
 
 
 @pytest.mark.parametrize("ours,ref", ELEMENTWISE, ids=NAMES)
@@ -58,6 +59,13 @@ def test_embedding_transforms_with_batched_ids():
     t = lambda w, i: TF.embedding(i, w, padding_idx=1).pow(2).sum()  # noqa: E731
     torch.testing.assert_close(vmap(grad(f), (None, 0))(weight, ids), vmap(grad(t), (None, 0))(weight, ids))
     torch.testing.assert_close(jacrev(f)(weight, ids[0]), jacrev(t)(weight, ids[0]))
+
+
+def test_out_of_range_ids_under_vmap_still_fail():
+    # The id-range check needs values, which a batched tensor cannot give; torch's index kernel refuses instead.
+    weight = torch.randn(4, 2)
+    with pytest.raises((IndexError, RuntimeError)):
+        vmap(F.embedding, (0, None))(torch.tensor([[0, 1], [2, 9]]), weight)
 
 
 def test_loss_transforms():

@@ -13,6 +13,7 @@ import torch
 from torch.autograd import Function
 
 from . import _validate
+from .activations import _indicator
 
 
 def _reduce(losses: torch.Tensor, reduction: str, denominator=None) -> torch.Tensor:
@@ -72,9 +73,8 @@ class MaxMarginLoss(Function):
     @staticmethod
     def backward(ctx, grad):
         s, s_c = ctx.saved_tensors
-        active = (s_c - s + ctx.margin) > 0
-        per = _per_example(grad, ctx.reduction, active.shape)
-        d_sc = torch.where(active, per, 0)
+        active = _indicator(torch.gt, s_c - s + ctx.margin, 0)
+        d_sc = active * _per_example(grad, ctx.reduction, active.shape)
         ds = -d_sc.sum_to_size(s.shape) if ctx.needs_input_grad[0] else None
         d_sc = d_sc.sum_to_size(s_c.shape) if ctx.needs_input_grad[1] else None
         return ds, d_sc, None, None
@@ -113,7 +113,8 @@ class MultiClassMaxMarginLoss(Function):
         _validate.reduction(reduction)
         x, t = _as_rows(scores, target)
         z = _hinge_terms(x, t, margin)
-        losses = torch.where(z > 0, z, 0).sum(1) / x.shape[1]
+        # fmax, unlike clamp, drops NaN: torch counts a NaN term as 0 here.
+        losses = torch.fmax(z, z.new_zeros(())).sum(1) / x.shape[1]
         if weight is not None:
             losses = losses * weight[t]
         if scores.dim() == 1:
@@ -131,7 +132,7 @@ class MultiClassMaxMarginLoss(Function):
     def backward(ctx, grad):
         scores, target, weight = ctx.saved_tensors
         x, t = _as_rows(scores, target)
-        active = (_hinge_terms(x, t, ctx.margin) > 0).to(x.dtype)
+        active = _indicator(torch.gt, _hinge_terms(x, t, ctx.margin), 0)
         coef = _per_example(grad.reshape(-1) if ctx.reduction == "none" else grad, ctx.reduction, t.shape)
         coef = coef / x.shape[1]
         if weight is not None:

@@ -122,6 +122,7 @@ class WindowEncoder:
         half_width: int,
         scheme: str,
         source_scheme: str,
+        trained_words: int | None = None,
     ):
         if not vocabs:
             raise ConfigError("data.features: at least one feature is needed")
@@ -139,6 +140,12 @@ class WindowEncoder:
         self.half_width = half_width
         self.scheme = scheme
         self.source_scheme = source_scheme
+        # Word ids >= trained_words come from pretrained_vocab only: no training
+        # window holds them, so their vectors never receive a gradient.
+        n_words = len(self.vocabs["word"]) if "word" in self.vocabs else 0
+        self.trained_words = n_words if trained_words is None else int(trained_words)
+        if not 0 <= self.trained_words <= n_words:
+            raise ConfigError(f"trained_words must be in [0, {n_words}], got {trained_words!r}")
         self._keys = [_key_function(name) for name in self.features]
         self._bos = [v.index(BOS) for v in self.vocabs.values()]
         self._eos = [v.index(EOS) for v in self.vocabs.values()]
@@ -175,10 +182,12 @@ class WindowEncoder:
             source_scheme = detect_scheme(s.tags for s in sentences)
         tokens = [t for s in sentences for t in s.tokens]
         vocabs: dict[str, Vocab] = {}
+        trained_words = None
         for name in features:
             key = _key_function(name)
             if name == "word":
                 vocab = Vocab.build(tokens, min_freq=min_freq, specials=SPECIALS)
+                trained_words = len(vocab)
                 extra = [w for w in extra_words if w not in vocab]
                 if extra:
                     vocab = Vocab.from_tokens([*vocab.itos[len(SPECIALS) :], *extra], specials=SPECIALS)
@@ -188,11 +197,10 @@ class WindowEncoder:
                 vocab = Vocab.build(map(key, tokens), min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
             vocabs[name] = vocab
         types = entity_types(s.tags for s in sentences)
-        encoder = cls(
+        return cls(
             vocabs, tag_set(types, scheme) if scheme in SCHEMES else [], half_width=half_width,
-            scheme=scheme, source_scheme=source_scheme,
+            scheme=scheme, source_scheme=source_scheme, trained_words=trained_words,
         )
-        return encoder
 
     # -- encoding ---------------------------------------------------------
 
@@ -240,6 +248,7 @@ class WindowEncoder:
             "half_width": self.half_width,
             "scheme": self.scheme,
             "source_scheme": self.source_scheme,
+            "trained_words": self.trained_words,
         }
 
     @classmethod
@@ -250,6 +259,7 @@ class WindowEncoder:
             return cls(
                 vocabs, list(state["tags"]), half_width=state["half_width"],
                 scheme=state["scheme"], source_scheme=state["source_scheme"],
+                trained_words=state.get("trained_words"),
             )
         except CheckpointError:
             raise

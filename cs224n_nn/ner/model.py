@@ -94,6 +94,52 @@ class NonFiniteLossError(CS224nError, FloatingPointError):
     """The training loss became NaN or infinite; names the step."""
 
 
+class WordEmbedding(torch.nn.Module):
+    """The word table ``L`` split in two: rows the training data can reach, and the rest.
+
+    Ids ``< trained`` (specials and training words) look up a trainable
+    :class:`cs224n_nn.nn.Embedding`; higher ids (words added from the
+    pretrained vectors, never in a training window) look up a frozen one.
+    Mathematically this is one table: a row no training window holds gets a
+    zero gradient, and Adam, AdaGrad or SGD leave such a row where it is.
+    Splitting it keeps the optimizer from sweeping hundreds of thousands of
+    rows that cannot move.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, trained: int, padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.n_trained = num_embeddings, embedding_dim, trained
+        self.trained = cnn.Embedding(trained, embedding_dim, padding_idx=padding_idx)
+        self.frozen = None
+        if num_embeddings > trained:
+            self.frozen = cnn.Embedding(num_embeddings - trained, embedding_dim)
+            self.frozen.weight.requires_grad_(False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The whole table (a copy when split), for inspection."""
+        if self.frozen is None:
+            return self.trained.weight
+        return torch.cat([self.trained.weight, self.frozen.weight])
+
+    def load_vectors_(self, vectors: torch.Tensor, freeze: bool) -> None:
+        with torch.no_grad():
+            self.trained.weight.copy_(vectors[: self.n_trained])
+            if self.frozen is not None:
+                self.frozen.weight.copy_(vectors[self.n_trained :])
+        self.trained.weight.requires_grad_(not freeze)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.frozen is None:
+            return self.trained(ids)
+        known = ids < self.n_trained
+        zero = torch.zeros((), dtype=ids.dtype, device=ids.device)
+        # Positions of the other table read row 0 of each; torch.where drops them (and their gradient).
+        inside = self.trained(torch.where(known, ids, zero))
+        outside = self.frozen(torch.where(known, zero, ids - self.n_trained))
+        return torch.where(known.unsqueeze(-1), inside, outside)
+
+
 def choose(option: str, name: str, valid) -> str:
     """``name`` lower-cased if it is one of ``valid``; else ConfigError naming ``option``."""
     key = str(name).lower()
@@ -177,14 +223,13 @@ class WindowNERModule(pl.LightningModule):
         vectors = self._pretrained_word_vectors(word_vectors, unknown_init)
         dims = self._feature_dims(feature_dims or {}, vectors)
         self.embeddings = torch.nn.ModuleList(
-            cnn.Embedding(len(vocab), dims[name], padding_idx=vocab.pad_id)
+            WordEmbedding(len(vocab), dims[name], self.encoder.trained_words, padding_idx=vocab.pad_id)
+            if name == "word"
+            else cnn.Embedding(len(vocab), dims[name], padding_idx=vocab.pad_id)
             for name, vocab in self.encoder.vocabs.items()
         )
         if vectors is not None:
-            word = self.embeddings[self.encoder.features.index("word")]
-            with torch.no_grad():
-                word.weight.copy_(vectors)
-            word.weight.requires_grad_(not freeze_word_vectors)
+            self.embeddings[self.encoder.features.index("word")].load_vectors_(vectors, freeze_word_vectors)
         self.embedding_dropout = cnn.Dropout(embedding_dropout)
         layers: list[torch.nn.Module] = []
         width = self.encoder.window * sum(dims[name] for name in self.encoder.features)
@@ -398,6 +443,7 @@ def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = 
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except (ConfigError, RuntimeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: the weights do not fit the stored configuration: {e}") from None
+        detail = " ".join(str(e).split())  # load_state_dict's message spans lines; keep one
+        raise CheckpointError(f"{path}: the weights do not fit the stored configuration: {detail[:300]}") from None
     model.eval()
     return model

@@ -1,0 +1,127 @@
+"""Every experiment runs in its quick configuration and writes its figure and table.
+
+The quick runs take a few steps each (the NER ones use the first 40
+training sentences and random word vectors), so the values are not the
+experiments' results; where a quick run still checks a claim exactly (our
+derivatives against torch's, the order of the finite differences) the test
+reads it from the table.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from cs224n_nn import cli  # noqa: E402
+from experiments import run as runner  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def table_rows(path: Path) -> list[list[str]]:
+    """The body rows of the first markdown table in ``path``, as lists of cells."""
+    lines = [line.strip() for line in path.read_text().splitlines() if line.startswith("|")]
+    # split on the pipes that separate cells, not on the escaped ones inside a cell (\|)
+    rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line[1:-1])] for line in lines]
+    assert len(rows) >= 3, f"{path} has no table"
+    assert all(set(cell) <= set("-:") for cell in rows[1]), f"{path}: second line is not a header separator"
+    assert all(len(row) == len(rows[0]) for row in rows), f"{path}: rows of different widths"
+    return rows[2:]
+
+
+def first_cells(path: Path) -> list[str]:
+    return [row[0] for row in table_rows(path)]
+
+
+def expected_first_cells(name: str) -> list[str]:
+    """What the first column of each experiment's table must list."""
+    from experiments import (activations, decision_boundary, ner_activations, objectives, optimizers,
+                             preprocessing, schedules)
+
+    return {
+        "activations": [a[0] for a in activations.ACTIVATIONS],
+        "gradient_check": ["float64", "float64", "float32", "float32"],
+        "initialisation": ["tanh"] * 4 + ["sigmoid"] * 4,
+        "decision_boundary": [d for d in decision_boundary.DATASETS for _ in decision_boundary.MODELS],
+        "optimizers": list(optimizers.OPTIMIZERS),
+        "schedules": list(schedules.schedules(20)),
+        "regularisation": ["L2", "L2", "L2", "dropout"],
+        "ner_activations": sorted(ner_activations.ACTIVATIONS),  # the table is sorted by F1: compare as sets
+        "objectives": list(objectives.OBJECTIVES),
+        "notes_objective": ["before training", "after training"],
+        "vectorisation": ["1", "10", "500", "500 (the notes, numpy)"],
+        "preprocessing": list(preprocessing.stages()),
+    }[name]
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> Path:
+    """Run every experiment once in quick mode into one folder (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("experiments")
+    for name in runner.EXPERIMENTS:
+        assert runner.main([name, "--quick", "--out", str(out)]) == 0, name
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", runner.EXPERIMENTS)
+def test_quick_run_writes_figure_and_table(quick_results: Path, name: str):
+    figure, table = quick_results / f"{name}.png", quick_results / f"{name}.md"
+    assert figure.read_bytes()[:8] == PNG_MAGIC
+    assert figure.stat().st_size < 400_000
+    assert table.read_text().startswith("# ")
+    cells = first_cells(table)
+    expected = expected_first_cells(name)
+    if name == "ner_activations":
+        assert sorted(cells) == expected
+    else:
+        assert cells == expected
+
+
+@pytest.mark.slow
+def test_activation_derivatives_match_torch(quick_results: Path):
+    for row in table_rows(quick_results / "activations.md"):
+        assert float(row[4]) < 1e-12, row  # max |f' - torch f'| off the corner points
+        assert float(row[5]) < 1e-12, row  # max |f - torch f|
+
+
+@pytest.mark.slow
+def test_central_difference_is_second_order(quick_results: Path):
+    slopes = {(row[0], row[1]): float(row[2]) for row in table_rows(quick_results / "gradient_check.md")}
+    assert slopes["float64", "central"] == pytest.approx(2.0, abs=0.3)
+    assert slopes["float64", "one-sided"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_list_names_every_experiment(capsys):
+    assert runner.main(["--list"]) == 0
+    listing = capsys.readouterr().out
+    for name in runner.EXPERIMENTS:
+        assert (ROOT / "experiments" / f"{name}.py").is_file()
+        assert f"  {name} " in listing
+        assert runner.summary(name), f"{name} has no docstring"
+
+
+def test_unknown_experiment_is_an_error(capsys):
+    assert runner.main(["no_such_experiment"]) == 2
+    assert "unknown experiment 'no_such_experiment'" in capsys.readouterr().err
+
+
+def test_cli_dispatches_to_experiments(capsys):
+    assert cli.main(["experiment", "--list"]) == 0
+    assert "gradient_check" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_runs_as_a_module(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "experiments.activations", "--quick", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "[activations] done" in result.stdout
+    assert (tmp_path / "activations.png").is_file() and (tmp_path / "activations.md").is_file()
