@@ -41,7 +41,7 @@ def _repo_root_on_path() -> None:
     finds them through the checkout that the editable install points at.
     """
     root = Path(__file__).resolve().parents[1]
-    if (root / "benchmarks").is_dir() and str(root) not in sys.path:
+    if ((root / "benchmarks").is_dir() or (root / "experiments").is_dir()) and str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
 

@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 # CoNLL-2003 never enters the repo; it sits beside the checkout (as in tests/conftest.py).
 CONLL_DIR = Path(os.environ.get("CS224N_CONLL_DIR", ROOT.parent / "shared" / "data" / "conll2003"))
-SAMPLE_DIR = ROOT / "cs224n_nn" / "data"
 
 RunFn = Callable[[Path, bool, int], list[Path]]
 
@@ -32,21 +31,29 @@ RunFn = Callable[[Path, bool, int], list[Path]]
 # -- command line ---------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
 def parser(name: str, description: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"cs224n-nn experiment {name}", description=description)
     p.add_argument("--quick", action="store_true", help="a few steps only (what the tests run)")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"where figures and tables go (default {RESULTS})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
     return p
 
 
 def cli(run: RunFn, name: str, argv: Sequence[str] | None = None, description: str | None = None) -> int:
-    """Parse ``[--quick] [--out DIR] [--seed N]``, run, and list what was written."""
+    """Parse ``[--quick] [--out DIR] [--seed N] [--threads N]``, run, and list what was written."""
     args = parser(name, description).parse_args(list(sys.argv[1:] if argv is None else argv))
     args.out.mkdir(parents=True, exist_ok=True)
-    # One intra-op thread: these models are small, and on a shared 2-core machine two threads
-    # that wait on each other made a step ~30x slower (90 ms against 2.5 ms) than one.
+    # One intra-op thread by default: these models are small, and on a shared 2-core machine two
+    # threads that wait on each other made a step ~30x slower (90 ms against 2.5 ms) than one.
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
@@ -54,6 +61,8 @@ def cli(run: RunFn, name: str, argv: Sequence[str] | None = None, description: s
     except CS224nError as err:
         print(f"experiment {name}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        torch.set_num_threads(previous_threads)  # the caller (a test session, say) keeps its setting
     print(f"[{name}] done in {time.perf_counter() - start:.1f} s; wrote:")
     for path in written:
         print(f"  {path}")
@@ -161,8 +170,11 @@ def conll_files() -> tuple[Path, Path, str]:
     train, dev = CONLL_DIR / "eng.train", CONLL_DIR / "eng.testa"
     if train.is_file() and dev.is_file():
         return train, dev, "CoNLL-2003"
-    sample_train, sample_dev = SAMPLE_DIR / "sample_train.conll", SAMPLE_DIR / "sample_dev.conll"
+    from cs224n_nn.ner.datamodule import SAMPLE_FILES  # imported here: it pulls in Lightning
+
+    sample_train, sample_dev = SAMPLE_FILES["train"], SAMPLE_FILES["val"]
     if not sample_train.is_file():
         raise CS224nError(f"no NER data: neither {CONLL_DIR}/eng.train nor {sample_train} exists")
-    print(f"notice: CoNLL-2003 not found at {CONLL_DIR}; using the shipped sample corpus {SAMPLE_DIR}", flush=True)
+    print(f"notice: CoNLL-2003 not found at {CONLL_DIR}; using the shipped sample corpus "
+          f"{sample_train.name} / {sample_dev.name}", flush=True)
     return sample_train, sample_dev, "the shipped sample corpus"

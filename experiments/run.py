@@ -1,6 +1,6 @@
-"""``cs224n-nn experiment NAME [--quick] [--out DIR] [--seed N]`` and
-``cs224n-nn experiment --list``: run one experiment that reproduces a claim of
-the notes (or list them)."""
+"""``cs224n-nn experiment NAME [--quick] [--out DIR] [--seed N] [--threads N]``
+and ``cs224n-nn experiment --list``: run one experiment that reproduces a
+claim of the notes (or list them)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def summary(name: str) -> str:
 
 def usage() -> str:
     width = max(map(len, EXPERIMENTS))
-    lines = ["usage: cs224n-nn experiment NAME [--quick] [--out DIR] [--seed N]", "       cs224n-nn experiment --list",
+    lines = ["usage: cs224n-nn experiment NAME [--quick] [--out DIR] [--seed N] [--threads N]",
+             "       cs224n-nn experiment --list",
              "", "experiments:"]
     lines += [f"  {name:<{width}}  {summary(name)}" for name in EXPERIMENTS]
     return "\n".join(lines)

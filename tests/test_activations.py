@@ -33,7 +33,8 @@ TOL = {
     torch.bfloat16: dict(rtol=3e-2, atol=1e-2),
 }
 DTYPES = list(TOL)
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+# Every matrix test also runs on CUDA where a GPU is present (not generated, so not skipped, elsewhere).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 def value_and_grad(f, x, upstream):
@@ -197,3 +198,12 @@ def test_functions_are_autograd_functions_with_a_vmap_rule():
         assert issubclass(cls, torch.autograd.Function)
         assert cls.generate_vmap_rule is True
         assert "setup_context" in vars(cls) and "backward" in vars(cls)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,ours,ref", TWINS, ids=IDS)
+def test_cuda_outputs_and_gradients_stay_on_the_device(name, ours, ref):
+    x = torch.randn(4, 5, device="cuda", requires_grad=True)
+    y = ours(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert y.device == x.device and g.device == x.device

@@ -16,8 +16,9 @@ console script runs); a few run the real ``python -m cs224n_nn.cli`` to check
 the process exit status.  The CoNLL reader's own fuzzing is in
 tests/test_conll_fuzz.py.
 
-The last test feeds ``predict`` one million tokens and checks that memory
-stays bounded (it streams one batch of sentences at a time).
+The last test feeds ``predict`` 250,000 tokens after a 50,000-token warm-up
+and checks that its peak memory hardly grows (it streams one batch of
+sentences at a time).
 """
 
 from __future__ import annotations
@@ -190,10 +191,12 @@ def test_real_process_exit_status_and_no_traceback(in_tmp):
         assert "Traceback" not in done.stderr and done.stderr.strip()
 
 
-# -- predict on one million tokens ----------------------------------------------
+# -- predict on a large input ----------------------------------------------
 
-N_TOKENS = 1_000_000
-SMALL_TOKENS = 20_000
+# 250k tokens keep this test under a minute on two busy cores; docs/scaling.md
+# gives the one-million-token run and its throughput.
+N_TOKENS = 250_000
+WARM_UP_TOKENS = 50_000
 
 _MEASURE = r"""
 import json, resource, sys, time
@@ -226,17 +229,19 @@ def _write_corpus(path: Path, n_tokens: int, seed: int) -> None:
             written += n
 
 
-def test_predict_streams_a_million_tokens_in_bounded_memory(tmp_path, ckpt):
+def test_predict_streams_a_large_input_in_bounded_memory(tmp_path, ckpt):
     small, big = tmp_path / "small.conll", tmp_path / "big.conll"
-    _write_corpus(small, SMALL_TOKENS, 0)
+    _write_corpus(small, WARM_UP_TOKENS, 0)
     _write_corpus(big, N_TOKENS, 1)
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(ckpt), str(small), str(big)], capture_output=True,
                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     growth = result["after"] - result["before"]
-    # What holding the whole input would take: the int64 windows [N, C, W]
-    # alone (C = 2 features, W = 5), before any Python string or tensor of scores.
+    # The warm-up run has touched every per-batch buffer, so a streaming run
+    # adds next to nothing.  What holding the whole input would take: the
+    # int64 windows [N, C, W] alone (C = 2 features, W = 5) -- 20 MB -- before
+    # any Python string or tensor of scores.
     all_windows = N_TOKENS * 2 * 5 * 8
     assert growth < all_windows / 4, f"peak RSS grew by {growth / 2**20:.1f} MiB on {N_TOKENS} tokens"
     out_lines = sum(1 for line in open(str(big) + ".out", encoding="utf-8") if line.strip())

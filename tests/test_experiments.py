@@ -125,3 +125,39 @@ def test_runs_as_a_module(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "[activations] done" in result.stdout
     assert (tmp_path / "activations.png").is_file() and (tmp_path / "activations.md").is_file()
+
+
+def test_ner_data_falls_back_to_the_sample_corpus(monkeypatch, capsys, tmp_path: Path):
+    from experiments import _common
+
+    monkeypatch.setattr(_common, "CONLL_DIR", tmp_path / "no_conll_here")
+    train, dev, source = _common.conll_files()
+    assert (train.name, dev.name) == ("sample_train.conll", "sample_dev.conll")
+    assert train.is_file() and dev.is_file()
+    assert source == "the shipped sample corpus"
+    assert "notice: CoNLL-2003 not found" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ner_experiment_runs_on_the_sample_corpus(monkeypatch, tmp_path: Path):
+    from experiments import _common
+
+    monkeypatch.setattr(_common, "CONLL_DIR", tmp_path / "no_conll_here")
+    assert runner.main(["notes_objective", "--quick", "--out", str(tmp_path)]) == 0
+    assert "the shipped sample corpus" in (tmp_path / "notes_objective.md").read_text()
+    assert first_cells(tmp_path / "notes_objective.md") == ["before training", "after training"]
+
+
+def test_run_leaves_the_thread_count_as_it_was(tmp_path: Path):
+    import torch
+
+    before = torch.get_num_threads()
+    assert runner.main(["activations", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == before
+
+
+def test_bad_thread_count_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["activations", "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--threads: must be an integer >= 1" in capsys.readouterr().err

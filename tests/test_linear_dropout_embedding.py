@@ -18,7 +18,8 @@ TOL = {
     torch.float16: dict(rtol=1e-2, atol=1e-2),
     torch.bfloat16: dict(rtol=5e-2, atol=5e-2),
 }
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+# Every matrix test also runs on CUDA where a GPU is present (not generated, so not skipped, elsewhere).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 def grads(f, inputs, upstream=None):
@@ -273,3 +274,14 @@ def test_embedding_bad_input():
         F.embedding(torch.tensor([0]), weight, padding_idx=5)
     with pytest.raises(ValueError, match="weight must be 2-D"):
         F.embedding(torch.tensor([0]), torch.randn(5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_layers_keep_the_device():
+    x, w, b = (torch.randn(s, device="cuda", requires_grad=True) for s in ((3, 4), (5, 4), (5,)))
+    ids = torch.tensor([[0, 1], [3, 1]], device="cuda")
+    out = F.affine(x, w, b).sum() + F.dropout(x, 0.5).sum() + F.embedding(ids, w, padding_idx=0).sum()
+    grads = torch.autograd.grad(out, (x, w, b))
+    assert all(g.device == x.device for g in grads)
+    with pytest.raises(IndexError, match="found id 9"):
+        F.embedding(torch.tensor([9], device="cuda"), w)

@@ -19,7 +19,8 @@ TOL = {
     torch.bfloat16: dict(rtol=5e-2, atol=2e-2),
 }
 REDUCTIONS = ["mean", "sum", "none"]
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+# Every matrix test also runs on CUDA where a GPU is present (not generated, so not skipped, elsewhere).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 def value_and_grads(f, *inputs):
@@ -296,3 +297,15 @@ def test_max_margin_bad_input():
         F.max_margin_loss(torch.randn(3), torch.randn(3, dtype=torch.float64))
     with pytest.raises(TypeError, match="margin must be a real number"):
         F.max_margin_loss(torch.randn(3), torch.randn(3), margin=None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_losses_keep_the_device():
+    scores = torch.randn(6, 4, device="cuda", requires_grad=True)
+    target = torch.tensor([0, 3, 1, -100, 2, 2], device="cuda")
+    loss = F.softmax_cross_entropy(scores, target) + F.multiclass_max_margin_loss(scores, target.clamp_min(0))
+    loss = loss + F.max_margin_loss(scores[:, 0], scores[:, 1])
+    (g,) = torch.autograd.grad(loss, scores)
+    assert loss.device == scores.device and g.device == scores.device
+    with pytest.raises(IndexError, match="target must lie in"):
+        F.softmax_cross_entropy(scores, torch.tensor([0, 9, 1, 1, 2, 2], device="cuda"))

@@ -505,6 +505,39 @@ def test_update_functions_are_public_and_pure_rules():
     # the rule alone, on one tensor, is Adam's first step: -lr * sign(g)
     p, g = torch.zeros(3, dtype=torch.float64), torch.tensor([2.0, -3.0, 0.5], dtype=torch.float64)
     m, v = torch.zeros_like(p), torch.zeros_like(p)
-    ours.adam(p, g, m, v, None, step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=0.0, weight_decay=0.0,
-              decoupled_weight_decay=False, amsgrad=False, bias_correction=True, maximize=False)
+    ours.adam(p, g, m, v, None, bias_correction1=1 - 0.9, bias_correction2_sqrt=(1 - 0.999) ** 0.5,
+              lr=0.1, beta1=0.9, beta2=0.999, eps=0.0, weight_decay=0.0,
+              decoupled_weight_decay=False, amsgrad=False, maximize=False)
     torch.testing.assert_close(p, -0.1 * g.sign())
+
+
+def test_tensor_learning_rate_is_accepted():
+    a, b = TinyModel(), TinyModel()
+    a.train(ours.Adam(a.params, lr=torch.tensor(0.01, dtype=torch.float64)), 20)
+    b.train(ours.Adam(b.params, lr=0.01), 20)
+    assert_follows(a.params, b.params, rtol=1e-12)
+
+
+@pytest.mark.parametrize("foreach,sparse,expected", [
+    (None, False, "_multi_tensor_update"),
+    (None, True, "_per_parameter_update"),
+    (False, False, "_per_parameter_update"),
+    (True, False, "_multi_tensor_update"),
+    (True, True, "_per_parameter_update"),
+])
+def test_path_choice(foreach, sparse, expected, monkeypatch):
+    calls = []
+    for method in ("_multi_tensor_update", "_per_parameter_update"):
+        original = getattr(ours.AdaGrad, method)
+
+        def spy(self, *args, _name=method, _original=original):
+            calls.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(ours.AdaGrad, method, spy)
+    layer = torch.nn.Embedding(6, 2, sparse=sparse)
+    dense = torch.zeros(3, requires_grad=True)
+    opt = ours.AdaGrad([layer.weight, dense], foreach=foreach)
+    (layer(torch.tensor([1, 4])).sum() + dense.sum()).backward()
+    opt.step()
+    assert calls == [expected]

@@ -97,8 +97,8 @@ def affine(x, weight, bias) -> None:
         same_dtype(bias, "bias", weight, "weight")
 
 
-def embedding(ids, weight, padding_idx) -> int | None:
-    """Checks the lookup's arguments; returns padding_idx made non-negative (as torch does)."""
+def embedding(ids, weight, padding_idx) -> None:
+    """The lookup's arguments: integer ids inside the table, a 2-D float table, padding_idx within it."""
     tensor(ids, "input")
     if ids.dtype not in _INDEX_DTYPES:
         raise TypeError(f"input (the ids) must be an int64 or int32 tensor, got {ids.dtype}")
@@ -111,13 +111,11 @@ def embedding(ids, weight, padding_idx) -> int | None:
             raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
         if not -num <= padding_idx < num:
             raise ValueError(f"padding_idx must be within [-{num}, {num}) (num_embeddings={num}), got {padding_idx}")
-        padding_idx %= num
     if ids.numel() and values_checkable(ids):
         low, high = torch.aminmax(ids)
         if low < 0 or high >= num:
             bad = int(low) if low < 0 else int(high)
             raise IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
-    return padding_idx
 
 
 def class_targets(scores, target, *, ignore_index: int | None = None) -> None:

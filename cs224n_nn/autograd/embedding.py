@@ -38,6 +38,7 @@ class Embedding(Function):
     def setup_context(ctx, inputs, output):
         ids, weight, padding_idx, sparse = inputs
         ctx.num_embeddings = weight.shape[0]
+        # A negative padding_idx counts from the end, as in torch.
         ctx.padding_idx = None if padding_idx is None else padding_idx % weight.shape[0]
         ctx.sparse = bool(sparse)
         if ctx.needs_input_grad[1]:

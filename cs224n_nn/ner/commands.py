@@ -62,9 +62,9 @@ def _exit_code(err: SystemExit) -> int:
 
 def tag_sentences(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     """Tags (in the data's scheme) of each sentence, with the model as it is (eval mode)."""
-    from cs224n_nn.ner.features import _encode_sentence, collate_sentences
+    from cs224n_nn.ner.features import collate_sentences, encode_sentence
 
-    items = [_encode_sentence(model.encoder, s, "", False) for s in sentences if len(s)]
+    items = [encode_sentence(model.encoder, s, labeled=False) for s in sentences if len(s)]
     if not items:
         return [[] for _ in sentences]
     batch = collate_sentences(items)
@@ -100,6 +100,14 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available")
     return device
+
+
+def _set_threads(threads: int | None, option: str) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"{option} must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -203,11 +211,7 @@ def train(argv: list[str]) -> int:
     except SystemExit as e:  # --help, or a parse error already printed by jsonargparse
         return _exit_code(e)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    threads = cli.config.get("torch_threads")
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"torch_threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    _set_threads(cli.config.get("torch_threads"), "torch_threads")
     meter = _throughput_meter()
     trainer.callbacks.append(meter)
     started = time.perf_counter()
@@ -221,8 +225,9 @@ def train(argv: list[str]) -> int:
         print("training interrupted; reporting the best checkpoint so far", file=sys.stderr)
     from cs224n_nn.ner.model import load_window_ner
 
-    best_model = load_window_ner(best)
-    results = trainer.validate(best_model, datamodule=data, verbose=False)
+    # Re-validate the trained module with the best weights (Lightning restores
+    # them), so the logs keep the run's own hyperparameters.
+    results = trainer.validate(model, datamodule=data, ckpt_path=best, verbose=False)
     if not trainer.is_global_zero:
         return 0
     print(f"\ntrained {trainer.current_epoch} epoch(s), {trainer.global_step} steps: {seconds:.1f} s in fit "
@@ -231,6 +236,7 @@ def train(argv: list[str]) -> int:
     print(_score_table(results[0] if results else {}, "val"))
     if cli.config.get("demo_text"):
         tokens_ = tokenize(cli.config["demo_text"])
+        best_model = load_window_ner(best)  # what `cs224n-nn predict` would load
         tags = tag_sentences(best_model, [Sentence.unlabeled(tokens_)])[0]
         print(_format_tagged(tokens_, tags, best_model.encoder.source_scheme))
     print(f"best checkpoint: {best}", flush=True)
@@ -262,12 +268,14 @@ def evaluate(argv: list[str]) -> int:
     parser.add_argument("--data", required=True, help="CoNLL file with gold tags ('sample' for the packaged dev file)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return _exit_code(e)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _set_threads(args.threads, "--threads")
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
@@ -305,12 +313,14 @@ def predict(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=512, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--whitespace", action="store_true", help="split text on whitespace only")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return _exit_code(e)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _set_threads(args.threads, "--threads")
     if args.conll and args.text is not None:
         raise ConfigError("give either --text or --conll, not both")
     if bool(args.conll) != bool(args.output):

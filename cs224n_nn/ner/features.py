@@ -56,6 +56,7 @@ __all__ = [
     "WindowEncoder",
     "check_feature_name",
     "collate_sentences",
+    "encode_sentence",
     "tag_set",
 ]
 
@@ -294,7 +295,10 @@ class WindowDataset(Dataset):
         return {"windows": self.windows[i], "tags": self.tags[i]}
 
 
-def _encode_sentence(encoder: WindowEncoder, sentence: Sentence, where: str, labeled: bool) -> dict[str, Any]:
+def encode_sentence(
+    encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True
+) -> dict[str, Any]:
+    """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``)."""
     tags = encoder.encode_tags(sentence.tags, where=where) if labeled else torch.zeros(len(sentence), dtype=torch.long)
     return {"windows": encoder.encode_tokens(sentence.tokens), "tags": tags}
 
@@ -304,7 +308,7 @@ class SentenceDataset(Dataset):
 
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
         self.items = [
-            _encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True) for i, s in enumerate(sentences)
+            encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True) for i, s in enumerate(sentences)
         ]
 
     def __len__(self) -> int:
@@ -333,7 +337,7 @@ class StreamingSentences(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i, s in enumerate(self.source()):
             if len(s):
-                yield _encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled)
+                yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled)
 
 
 def collate_sentences(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -279,7 +279,8 @@ class WindowNERModule(pl.LightningModule):
             if name == "word" and vectors is not None:
                 if name in given and given[name] != vectors.shape[1]:
                     raise ConfigError(
-                        f"model.feature_dims.word is {given[name]} but the word vectors have {vectors.shape[1]} dimensions"
+                        f"model.feature_dims.word is {given[name]} but the word vectors have "
+                        f"{vectors.shape[1]} dimensions"
                     )
                 dim = vectors.shape[1]
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -403,7 +404,8 @@ class WindowNERModule(pl.LightningModule):
             schedule = schedule_cls(optimizer, **(hp.schedule_args or {}))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.schedule_args for {hp.schedule}: {e}") from None
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": hp.schedule_interval.lower()}}
+        interval = hp.schedule_interval.lower()
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": interval}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "encoder": self.encoder.state_dict()}
@@ -431,7 +433,8 @@ def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a cs224n-nn NER checkpoint (no {CHECKPOINT_KEY!r} entry)")
     ours = checkpoint[CHECKPOINT_KEY]
     if not isinstance(ours, dict) or ours.get("format") != CHECKPOINT_FORMAT or "encoder" not in ours:
-        raise CheckpointError(f"{path}: unsupported cs224n-nn checkpoint format {ours.get('format') if isinstance(ours, dict) else ours!r}")
+        found = ours.get("format") if isinstance(ours, dict) else type(ours).__name__
+        raise CheckpointError(f"{path}: unsupported cs224n-nn checkpoint format {found!r}")
     if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise CheckpointError(f"{path}: the checkpoint lacks its weights or hyperparameters")
     accepted = set(inspect.signature(WindowNERModule.__init__).parameters) - {"self", "encoder"}

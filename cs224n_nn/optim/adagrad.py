@@ -96,8 +96,8 @@ class AdaGrad(Optimizer):
         state["sum"] = torch.full_like(param, group["initial_accumulator_value"],
                                        memory_format=torch.preserve_format)
 
-    def _step_scalars(self, state, fresh, as_tensor=False):
-        return {"step": state["step"] if as_tensor else state["step"].item()}
+    def _step_scalars(self, step, fresh, group):
+        return {"step": step}
 
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=float(group["lr"]), lr_decay=group["lr_decay"],

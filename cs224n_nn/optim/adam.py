@@ -17,7 +17,8 @@ def adam(
     exp_avg_sq,
     max_exp_avg_sq,
     *,
-    step,
+    bias_correction1: float,
+    bias_correction2_sqrt: float,
     lr: float,
     beta1: float,
     beta2: float,
@@ -25,7 +26,6 @@ def adam(
     weight_decay: float,
     decoupled_weight_decay: bool,
     amsgrad: bool,
-    bias_correction: bool,
     maximize: bool,
 ) -> None:
     """One Adam step (Kingma & Ba, 2015, Algorithm 1; notes section 2.9,
@@ -37,17 +37,20 @@ def adam(
         m      = beta1 * m + (1 - beta1) * g
         v      = beta2 * v + (1 - beta2) * g^2
         v_max  = max(v_max, v)                         # amsgrad (Reddi et al., 2018)
-        m_hat  = m / (1 - beta1^step)                  # bias correction
-        v_hat  = v / (1 - beta2^step)
+        m_hat  = m / bias_correction1                  # 1 - beta1^step
+        v_hat  = v / bias_correction2_sqrt^2           # 1 - beta2^step
         param -= lr * m_hat / (sqrt(v_hat) + eps)
 
-    ``bias_correction=False`` is the notes' Snippet 2.5 (``m_hat = m``,
-    ``v_hat = v``); the slides add the correction, without which the first
-    steps are too small by ``1 - beta1^step`` (m starts at zero).
+    The caller (:meth:`Adam._step_scalars`) passes the two corrections for
+    the parameter's step count, or 1 with ``bias_correction=False``: that is
+    the notes' Snippet 2.5 (``m_hat = m``, ``v_hat = v``). The slides add the
+    correction: m and v start at zero, and without it the step is off by
+    ``(1 - beta1^t) / sqrt(1 - beta2^t)`` (3.2x too large at t = 1 with the
+    default betas, about 6.6x around t = 12).
 
-    The last two lines are computed as in section 2 of the paper, with the
-    square root of ``1 - beta2^step`` folded into the step size and eps:
-    ``param -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps * sqrt(bc2))``, the
+    The last two lines are computed as in section 2 of the paper, with
+    ``sqrt(1 - beta2^step)`` folded into the step size and eps:
+    ``param -= lr * bc2_sqrt / bc1 * m / (sqrt(v) + eps * bc2_sqrt)``, the
     same number with one pass over ``v`` fewer.
     """
     if decoupled_weight_decay:
@@ -62,11 +65,6 @@ def adam(
     if amsgrad:
         maximum_(max_exp_avg_sq, exp_avg_sq)
         second_moment = max_exp_avg_sq
-    if bias_correction:
-        bias_correction1 = 1 - beta1**step
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    else:
-        bias_correction1 = bias_correction2_sqrt = 1.0
     denom = second_moment.sqrt().add_(eps * bias_correction2_sqrt)
     param.addcdiv_(exp_avg, denom, value=-lr * bias_correction2_sqrt / bias_correction1)
 
@@ -122,16 +120,21 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _step_scalars(self, state, fresh, as_tensor=False):
-        return {"step": state["step"] if as_tensor else state["step"].item()}
+    def _step_scalars(self, step, fresh, group):
+        # The bias corrections of Kingma & Ba (2015), section 3, for this
+        # parameter's step count t: 1 - beta1^t and sqrt(1 - beta2^t).
+        if not group["bias_correction"]:
+            return {"bias_correction1": 1.0, "bias_correction2_sqrt": 1.0}
+        beta1, beta2 = (float(b) for b in group["betas"])
+        return {"bias_correction1": 1 - beta1**step,
+                "bias_correction2_sqrt": (1 - beta2**step) ** 0.5}
 
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
         return dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
                     eps=group["eps"], weight_decay=float(group["weight_decay"]),
                     decoupled_weight_decay=group["decoupled_weight_decay"],
-                    amsgrad=group["amsgrad"], bias_correction=group["bias_correction"],
-                    maximize=group["maximize"])
+                    amsgrad=group["amsgrad"], maximize=group["maximize"])
 
 
 class AdamW(Adam):

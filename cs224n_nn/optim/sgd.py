@@ -119,7 +119,7 @@ class SGD(Optimizer):
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _step_scalars(self, state, fresh, as_tensor=False):
+    def _step_scalars(self, step, fresh, group):
         return {"first": fresh}
 
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""The fused path (``fused=True``): the rule compiled with torch.compile.
+
+Compiling takes tens of seconds on a small CPU, so this file compiles once;
+the fallback and error tests replace the compiler and compile nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cs224n_nn.optim as ours
+from cs224n_nn.optim import _base
+
+
+def make_params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
+            for shape in [(5, 4), (4,), (3, 5)]]
+
+
+def run(opt, params, steps, schedule=True):
+    """Minimise sum(p^2/2 + sin(p)) per parameter (gradient p + cos(p)),
+    halving lr every 4 steps so that the compiled path sees lr change."""
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5) if schedule else None
+    for _ in range(steps):
+        for p in params:
+            p.grad = p.detach() + torch.cos(p.detach())
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+@pytest.mark.slow
+def test_compiled_adam_matches_eager_and_torch():
+    kw = dict(lr=0.05, amsgrad=True, weight_decay=0.1)
+    fused_params, eager_params, twin_params = make_params(), make_params(), make_params()
+    fused = ours.Adam(fused_params, fused=True, **kw)
+    run(fused, fused_params, 12)
+    run(ours.Adam(eager_params, foreach=True, **kw), eager_params, 12)
+    run(torch.optim.Adam(twin_params, foreach=False, **kw), twin_params, 12)
+    assert fused._compiled is not None and not fused._compile_failed  # it really compiled
+    for f, e, t in zip(fused_params, eager_params, twin_params):
+        torch.testing.assert_close(f, e, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(f, t, rtol=1e-10, atol=1e-12)
+
+
+def _broken_compile(fn, **kwargs):
+    def compiled(*args, **kw):
+        raise RuntimeError("no C++ compiler in this test")
+    return compiled
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdaGrad", "Adam", "AdamW"])
+def test_compile_failure_warns_once_and_runs_eagerly(name, monkeypatch):
+    monkeypatch.setattr(_base.torch, "compile", _broken_compile)
+    monkeypatch.setattr(_base, "_warned_compile_failure", False)
+    kw = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=0.05)
+    fused_params, eager_params = make_params(), make_params()
+    with pytest.warns(RuntimeWarning, match="torch.compile failed") as record:
+        run(getattr(ours, name)(fused_params, fused=True, **kw), fused_params, 10)
+    assert len([w for w in record if "torch.compile failed" in str(w.message)]) == 1
+    run(getattr(ours, name)(eager_params, foreach=True, **kw), eager_params, 10)
+    for f, e in zip(fused_params, eager_params):
+        assert torch.equal(f, e)
+
+
+def test_fused_rejects_sparse_gradients():
+    layer = torch.nn.Embedding(5, 2, sparse=True)
+    opt = ours.AdaGrad(layer.parameters(), fused=True)
+    layer(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="fused=True"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "RMSProp"])
+def test_no_fused_keyword_where_torch_has_none(name):
+    with pytest.raises(TypeError):
+        getattr(ours, name)(make_params(), fused=True)
