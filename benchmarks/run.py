@@ -123,6 +123,15 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+def format_ratio(row: Row) -> str:
+    """Two decimals; three where two would round onto the target's bound and hide the verdict."""
+    if row.ratio is None or math.isnan(row.ratio):
+        return "-"
+    if row.target is not None and abs(row.ratio - row.target.bound) < 0.005:
+        return f"{row.ratio:.3f}"
+    return f"{row.ratio:.2f}"
+
+
 def verdict(row: Row) -> str:
     return {None: "", True: "met", False: "**MISSED**"}[row.met]
 
@@ -133,10 +142,9 @@ def table(rows: list[Row]) -> list[str]:
         "|---|---|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
         lines.append(
             f"| {r.piece} | {r.setting} | `{r.native_name}` | {format_value(r.ours, r.unit)} | "
-            f"{format_value(r.native, r.unit)} | {ratio} | {r.target or ''} | {verdict(r)} |"
+            f"{format_value(r.native, r.unit)} | {format_ratio(r)} | {r.target or ''} | {verdict(r)} |"
         )
     notes = sorted({r.note for r in rows if r.note})
     lines += [""] + [f"- {n}" for n in notes] if notes else []
@@ -158,7 +166,7 @@ def profile_section(rows: list[Row]) -> list[str]:
     for r in profiled:
         ours_ops, native_ops = r.profile
         lines += [
-            f"### {r.group}: {r.piece}, {r.setting} (ratio {r.ratio:.2f}, target {r.target})",
+            f"### {r.group}: {r.piece}, {r.setting} vs `{r.native_name}` (ratio {format_ratio(r)}, target {r.target})",
             "",
             "| # | ours: operator | self CPU | share | native: operator | self CPU | share |",
             "|---|---|---:|---:|---|---:|---:|",
@@ -197,7 +205,7 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> s
     lines += [f"**Targets: {len(judged) - len(missed)} of {len(judged)} met, {len(missed)} missed.**", ""]
     for r in missed:
         lines.append(f"- MISSED: {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: "
-                     f"ratio {r.ratio:.2f}, target {r.target}")
+                     f"ratio {format_ratio(r)}, target {r.target}")
     if missed:
         lines.append("")
         if not any(r.profile for r in missed):

@@ -11,7 +11,11 @@ exact): ``relu'(0) = 0``, ``hardtanh'`` is 0 at exactly ``min_val`` and
 ``max_val``, ``leaky_relu'(0) = negative_slope``.
 
 Speed: each backward is two or three element-wise kernels, reusing a fresh
-temporary in place. When the caller asked for ``create_graph`` (grad mode is
+temporary in place. On large contiguous float32/float64 tensors (at least
+``_fused.min_numel`` elements, outside ``create_graph``, ``torch.compile``
+tracing and ``torch.func`` transforms) the same formula runs as one loop
+compiled by ``torch.compile`` (:mod:`._fused`; ``CS224N_NN_FUSED=0`` turns it
+off), falling back to the eager kernels wherever that is unavailable. When the caller asked for ``create_graph`` (grad mode is
 on inside ``backward``) the same formula is written with out-of-place ops so
 that autograd can differentiate it again (double backward, ``gradgradcheck``).
 Masks are 0/1 tensors of the input's dtype, written by the comparison itself
@@ -25,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import Function
 
-from . import _validate
+from . import _fused, _validate
 
 
 def _indicator(compare, a: torch.Tensor, b, *, reuse_a: bool = False) -> torch.Tensor:
@@ -64,11 +68,22 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        gy = grad * y
-        # grad * y * (1 - y) == gy - gy * y: one fused multiply-add on gy.
         if torch.is_grad_enabled():
-            return torch.addcmul(gy, gy, y, value=-1)
+            return _sigmoid_grad(grad, y)
+        fused = _SIGMOID_KERNEL(grad, y)
+        if fused is not None:
+            return fused
+        gy = grad * y
         return gy.addcmul_(gy, y, value=-1)
+
+
+def _sigmoid_grad(grad, y):
+    # grad * y * (1 - y) == gy - gy * y: one fused multiply-add on gy.
+    gy = grad * y
+    return torch.addcmul(gy, gy, y, value=-1)
+
+
+_SIGMOID_KERNEL = _fused.Kernel("sigmoid", _sigmoid_grad)
 
 
 class Tanh(Function):
@@ -92,11 +107,22 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        gy = grad * y
-        # grad * (1 - y^2) == grad - gy * y.
         if torch.is_grad_enabled():
-            return torch.addcmul(grad, gy, y, value=-1)
+            return _tanh_grad(grad, y)
+        fused = _TANH_KERNEL(grad, y)
+        if fused is not None:
+            return fused
+        gy = grad * y
         return torch.addcmul(grad, gy, y, value=-1, out=gy)
+
+
+def _tanh_grad(grad, y):
+    # grad * (1 - y^2) == grad - gy * y.
+    gy = grad * y
+    return torch.addcmul(grad, gy, y, value=-1)
+
+
+_TANH_KERNEL = _fused.Kernel("tanh", _tanh_grad)
 
 
 class HardTanh(Function):
@@ -128,14 +154,25 @@ class HardTanh(Function):
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
         low, high = ctx.bounds
+        if torch.is_grad_enabled():
+            return _hardtanh_grad(grad, y, low, high), None, None
+        fused = _HARDTANH_KERNEL(grad, y, low, high)
+        if fused is not None:
+            return fused, None, None
         if low == -high:  # the usual symmetric bounds: one comparison
             saturated = _indicator(torch.ge, y.abs(), high, reuse_a=True)
         else:
             saturated = torch.maximum(_indicator(torch.le, y, low), _indicator(torch.ge, y, high))
-        # grad * (1 - saturated)
-        if torch.is_grad_enabled():
-            return torch.addcmul(grad, grad, saturated, value=-1), None, None
         return torch.addcmul(grad, grad, saturated, value=-1, out=saturated), None, None
+
+
+def _hardtanh_grad(grad, y, low, high):
+    # grad * (1 - saturated); saturated is 1.0 where y <= low or y >= high (never for NaN).
+    saturated = ((y <= low) | (y >= high)).to(grad.dtype)
+    return torch.addcmul(grad, grad, saturated, value=-1)
+
+
+_HARDTANH_KERNEL = _fused.Kernel("hardtanh", _hardtanh_grad)
 
 
 class SoftSign(Function):
@@ -191,10 +228,22 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        off = _indicator(torch.le, y, 0)  # NaN compares false: its gradient passes, as in torch
         if torch.is_grad_enabled():
-            return torch.addcmul(grad, grad, off, value=-1)
+            return _relu_grad(grad, y)
+        fused = _RELU_KERNEL(grad, y)
+        if fused is not None:
+            return fused
+        off = _indicator(torch.le, y, 0)
         return torch.addcmul(grad, grad, off, value=-1, out=off)
+
+
+def _relu_grad(grad, y):
+    # grad * (1 - off), off = 1.0 where y <= 0; NaN compares false: its gradient passes, as in torch.
+    off = (y <= 0).to(grad.dtype)
+    return torch.addcmul(grad, grad, off, value=-1)
+
+
+_RELU_KERNEL = _fused.Kernel("relu", _relu_grad)
 
 
 class LeakyReLU(Function):
@@ -224,6 +273,13 @@ class LeakyReLU(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         k = ctx.negative_slope
+        if not torch.is_grad_enabled() and _fused.applicable(grad, x):
+            # The two values the eager slope below takes, rounded the same way.
+            positive = torch.ones((), dtype=x.dtype, device=x.device)
+            positive = positive.clamp_min_(k) if 0 <= k <= 1 else positive.mul_(1 - k).add_(k)
+            fused = _LEAKY_RELU_KERNEL(grad, x, positive, k)
+            if fused is not None:
+                return fused, None
         slope = _indicator(torch.gt, x, 0)  # 1 where x > 0; 0 elsewhere, NaN included (as torch)
         if 0 <= k <= 1:
             slope.clamp_min_(k)  # max(1, k) = 1 and max(0, k) = k, exactly
@@ -232,3 +288,11 @@ class LeakyReLU(Function):
         if torch.is_grad_enabled():
             return grad * slope, None
         return slope.mul_(grad), None
+
+
+def _leaky_relu_grad_from_slopes(grad, x, positive, negative):
+    # grad * slope, slope = positive where x > 0 and negative (k) elsewhere, NaN included.
+    return torch.where(x > 0, positive, negative) * grad
+
+
+_LEAKY_RELU_KERNEL = _fused.Kernel("leaky_relu", _leaky_relu_grad_from_slopes)

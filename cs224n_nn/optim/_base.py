@@ -224,9 +224,9 @@ def _warn_compile_failure(name: str, err: BaseException) -> None:
 
 def _update_each(update: Callable, params, grads, state_lists, scalar_table, hyper) -> None:
     # The loop that fused=True compiles: one update call per parameter, so
-    # torch.compile sees the whole group. Step scalars come in as one float64
-    # tensor per name (entry i for parameter i) so that new values each step
-    # neither recompile nor add work inside the generated loops.
+    # torch.compile sees the whole group. Numeric step scalars come in as one
+    # float64 tensor per name (entry i for parameter i) so that new values
+    # each step neither recompile nor add work inside the generated loops.
     for i in range(len(params)):
         states = [None if s is None else s[i] for s in state_lists]
         scalars = {name: column[i] for name, column in scalar_table.items()}
@@ -399,9 +399,11 @@ class Optimizer(torch.optim.Optimizer):
             # size_asserts off: inductor would re-check every tensor's shape
             # on each call, which costs more than the update at 100 x 1K.
             self._compiled = torch.compile(_update_each, dynamic=False, options={"size_asserts": False})
+        # Flags (SGD's ``first``) stay Python bools: the rule branches on them.
         table = {
-            name: torch.tensor([float(sc[name]) for sc in scalars], dtype=torch.float64)
-            for name in scalars[0]
+            name: [sc[name] for sc in scalars] if isinstance(value, bool)
+            else torch.tensor([float(sc[name]) for sc in scalars], dtype=torch.float64)
+            for name, value in scalars[0].items()
         }
         # lr goes in as a tensor too, so that a schedule does not recompile.
         hyper = dict(hyper, lr=torch.tensor(hyper["lr"], dtype=torch.float64))
