@@ -17,6 +17,7 @@ the last test runs it where two GPUs exist and skips elsewhere.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,17 @@ def _ddp_train(workdir: Path, accelerator: str) -> subprocess.CompletedProcess:
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--checkpoint.dirpath", "ckpt", "--demo_text", ""]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    # Rank 0 starts rank 1 as its own child: a session of their own lets a
+    # timeout end both (a deadlocked collective would otherwise leave rank 1).
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"DDP training did not finish in 240 s (deadlock?)\n{out[-2000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,13 @@ def trained(tmp_path_factory):
     return (path if path.is_absolute() else work / path), out, work
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    # A train command that fails after the Trainer exists may already have made
+    # lightning_logs/version_N: keep that out of the repository.
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def corpus(tmp_path):
     """Write a small CoNLL file (bytes or text) and return its path."""
@@ -108,10 +115,11 @@ def test_checkpoint_is_safe_and_self_contained(trained):
     assert data["hyper_parameters"]["hidden_dims"] == [8]
 
 
-def test_evaluate_reproduces_the_dev_scores_of_train(trained):
+def test_evaluate_reproduces_the_dev_scores_of_train(trained, tmp_path):
     ckpt, train_out, _ = trained
     code, out, err = run(["evaluate", "--ckpt", str(ckpt), "--data", str(SAMPLE_FILES["val"])])
     assert code == 0, err
+    assert list(tmp_path.iterdir()) == []  # evaluating leaves no files behind
     overall = re.search(r"^overall.*$", out, re.M).group(0)
     assert overall == re.search(r"^overall.*$", train_out, re.M).group(0)
     assert re.search(r"^PER\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}$", out, re.M)

@@ -68,7 +68,8 @@ def _start(workdir: Path, *, rng: bool = True, kill: bool = False, ckpt_path: Pa
     argv = [sys.executable, "-m", "cs224n_nn.cli", "train", "--config", str(ROOT / "experiments" / "sample.yaml"),
             "--config", str(extra), "--model.word_vectors", "none", "--model.hidden_dims", "[8]",
             "--data.features", "[word, casing]", "--trainer.max_epochs", str(EPOCHS),
-            "--trainer.limit_train_batches", str(STEPS_PER_EPOCH), "--trainer.limit_val_batches", "3",
+            "--trainer.limit_train_batches", str(STEPS_PER_EPOCH), "--trainer.limit_val_batches", "1",
+            "--data.eval_batch_size", "64", "--trainer.num_sanity_val_steps", "0",
             "--trainer.deterministic", "true", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--early_stopping.patience", "100", "--checkpoint.dirpath", "ckpt", "--demo_text", ""]

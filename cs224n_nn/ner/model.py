@@ -365,7 +365,11 @@ class WindowNERModule(pl.LightningModule):
     def _write_confusion(self, stage: str, matrix: torch.Tensor) -> None:
         """Save the token confusion matrix (rows gold, columns predicted) beside the logs."""
         trainer = self._trainer
-        if trainer is None or not trainer.is_global_zero or trainer.sanity_checking or trainer.log_dir is None:
+        # Only beside a logger's files: a logger-less Trainer (`cs224n-nn evaluate`) would
+        # otherwise drop the file into the working directory.
+        if trainer is None or trainer.logger is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        if trainer.log_dir is None:
             return
         os.makedirs(trainer.log_dir, exist_ok=True)
         path = os.path.join(trainer.log_dir, f"{stage}_confusion.csv")
