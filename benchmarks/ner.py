@@ -260,9 +260,10 @@ def rows(ctx: Context) -> list[Row]:
         yield throughput_case(data, {}, "training throughput")
         if ctx.mode == "full":
             from cs224n_nn.optim import Adam
-            from benchmarks.optimizers import accepts_fused
+            from benchmarks.optimizers import accepts_fused, fresh_compile_cache
 
             if accepts_fused(Adam):
+                fresh_compile_cache()
                 yield throughput_case(data, {"optimizer_args": {"fused": True}}, "training throughput (our fused Adam)")
 
     result = measure_all(cases(), ctx)

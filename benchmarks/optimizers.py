@@ -75,6 +75,17 @@ def accepts_fused(cls: type) -> bool:
     return True
 
 
+def fresh_compile_cache() -> None:
+    """Forget what torch.compile built for earlier cases, as a new training process would.
+
+    One process here builds a dozen compiled optimizers; past
+    ``torch._dynamo.config.recompile_limit`` variants of one function dynamo
+    stops compiling and runs it eagerly, which a real run (one model, one
+    optimizer) never meets.
+    """
+    torch._dynamo.reset()
+
+
 def cases_for(ours_name: str, torch_name: str, kwargs: dict, shape: str, count: int, numel: int,
               with_ours_fused: bool) -> Iterator[Case]:
     import cs224n_nn.optim as ours_optim
@@ -83,6 +94,7 @@ def cases_for(ours_name: str, torch_name: str, kwargs: dict, shape: str, count: 
     torch_cls = getattr(torch.optim, torch_name)
     ours = {"default": ours_cls(make_params(count, numel), **kwargs)}
     if with_ours_fused and accepts_fused(ours_cls):
+        fresh_compile_cache()
         ours["fused=True"] = ours_cls(make_params(count, numel), fused=True, **kwargs)
     native = {"foreach": torch_cls(make_params(count, numel), foreach=True, **kwargs)}
     if torch_has_fused(torch_name):

@@ -65,7 +65,8 @@ def test_everything_the_run_saved_loads_with_weights_only(run_dir):
             assert torch.equal(model.state_dict()[key], value), key
     # the other files a run writes are text
     others = [p for p in run_dir.rglob("*") if p.is_file() and p.suffix != ".ckpt"]
-    assert others and all(p.suffix in (".yaml", ".csv") or p.name.startswith("events.out.tfevents") for p in others), others
+    text_like = [p.suffix in (".yaml", ".csv") or p.name.startswith("events.out.tfevents") for p in others]
+    assert others and all(text_like), others
 
 
 # -- hostile checkpoint files ---------------------------------------------------

@@ -15,9 +15,13 @@ temporary in place. On large contiguous float32/float64 tensors (at least
 ``_fused.min_numel`` elements, outside ``create_graph``, ``torch.compile``
 tracing and ``torch.func`` transforms) the same formula runs as one loop
 compiled by ``torch.compile`` (:mod:`._fused`; ``CS224N_NN_FUSED=0`` turns it
-off), falling back to the eager kernels wherever that is unavailable. When the caller asked for ``create_graph`` (grad mode is
-on inside ``backward``) the same formula is written with out-of-place ops so
-that autograd can differentiate it again (double backward, ``gradgradcheck``).
+off), falling back to the eager kernels wherever that is unavailable; it
+gives the eager result bit for bit in float32 (float64: within one ulp of the
+upstream gradient, see tests/test_fused_backward.py). When the caller asked
+for ``create_graph`` (grad mode is on inside ``backward``) the same formula is
+written with out-of-place ops (the ``_*_grad`` functions, which are also what
+gets compiled) so that autograd can differentiate it again (double backward,
+``gradgradcheck``).
 Masks are 0/1 tensors of the input's dtype, written by the comparison itself
 (:func:`_indicator`): on CPU a bool mask fed to ``where``, ``masked_fill`` or a
 multiplication, or cast to float, runs 10-25 times slower than the arithmetic.
