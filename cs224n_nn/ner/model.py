@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import inspect
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -367,12 +365,15 @@ class WindowNERModule(pl.LightningModule):
         trainer = self._trainer
         # Only beside a logger's files: a logger-less Trainer (`cs224n-nn evaluate`) would
         # otherwise drop the file into the working directory.
-        if trainer is None or trainer.logger is None or not trainer.is_global_zero or trainer.sanity_checking:
+        if trainer is None or trainer.logger is None or trainer.sanity_checking:
             return
-        if trainer.log_dir is None:
+        # Under DDP, trainer.log_dir is a collective (rank 0 broadcasts it):
+        # every rank must read it, or rank 0 waits for the others forever.
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or log_dir is None:
             return
-        os.makedirs(trainer.log_dir, exist_ok=True)
-        path = os.path.join(trainer.log_dir, f"{stage}_confusion.csv")
+        os.makedirs(log_dir, exist_ok=True)
+        path = os.path.join(log_dir, f"{stage}_confusion.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
             out.writerow(["gold \\ predicted", *self.encoder.tags])
@@ -427,8 +428,7 @@ def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-            AttributeError, ImportError, TypeError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - a hostile file can make the unpickler raise anything (IndexError, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: cannot be read as a safe PyTorch checkpoint (truncated, corrupted, or holding code): {first}"
