@@ -217,7 +217,10 @@ def train(argv: list[str]) -> int:
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
     seconds = time.perf_counter() - started
-    callback = trainer.checkpoint_callback
+    # The forced --checkpoint.* callback, not a ModelCheckpoint the user added
+    # under trainer.callbacks (trainer.checkpoint_callback is just the first one).
+    monitor = cli.config["checkpoint"]["monitor"]
+    callback = next((c for c in trainer.checkpoint_callbacks if c.monitor == monitor), trainer.checkpoint_callback)
     best = (callback.best_model_path or callback.last_model_path) if callback else ""
     if not best:
         raise CheckpointError("training ended before any checkpoint was written (did validation run?)")
