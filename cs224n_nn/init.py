@@ -29,7 +29,7 @@ Nothing here imports Lightning or :mod:`cs224n_nn.ner`.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,22 @@ def _check_floating(tensor: Tensor) -> None:
         raise TypeError(f"tensor must have a floating-point dtype to be initialised, got {tensor.dtype}")
 
 
+def _fill_(tensor: Tensor, gain: float, draw: Callable[[int, int, float], Tensor]) -> Tensor:
+    """Shared body of the initialisers: check the arguments, then ``draw(fan_in, fan_out, gain)``.
+
+    ``draw`` fills ``tensor`` in place from its distribution; it runs under
+    ``no_grad`` (an initialisation is not part of the model's computation) and
+    not at all for an empty tensor, which has no fan to divide by.
+    """
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    gain = _check_gain(gain)
+    _check_floating(tensor)
+    if tensor.numel() == 0:
+        return tensor
+    with torch.no_grad():
+        return draw(fan_in, fan_out, gain)
+
+
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``tensor`` in place from the notes' Xavier (Glorot) uniform distribution.
 
@@ -91,38 +107,27 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0, *, generator: torch.Gener
     Returns:
         ``tensor``, filled without recording the operation in autograd.
     """
-    fan_in, fan_out = fan_in_and_fan_out(tensor)
-    gain = _check_gain(gain)
-    _check_floating(tensor)
-    if tensor.numel() == 0:  # no fan to divide by, and nothing to fill
-        return tensor
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
+
+    def draw(fan_in: int, fan_out: int, gain: float) -> Tensor:
+        bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
         return tensor.uniform_(-bound, bound, generator=generator)
+
+    return _fill_(tensor, gain, draw)
 
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``tensor`` in place from the Xavier (Glorot) normal distribution.
 
     ``W ~ N(0, std^2)`` with ``std = gain * sqrt(2 / (fan_in + fan_out))``: the
-    same variance as :func:`xavier_uniform_`, drawn from a Gaussian.
-
-    Args:
-        tensor: weight of shape ``(out, in, *kernel)``, at least 2-D.
-        gain: non-negative scale factor.
-        generator: torch Generator to draw from (default: the global one).
-
-    Returns:
-        ``tensor``, filled without recording the operation in autograd.
+    same variance as :func:`xavier_uniform_`, drawn from a Gaussian. Arguments
+    and return value as for :func:`xavier_uniform_`.
     """
-    fan_in, fan_out = fan_in_and_fan_out(tensor)
-    gain = _check_gain(gain)
-    _check_floating(tensor)
-    if tensor.numel() == 0:
-        return tensor
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    with torch.no_grad():
+
+    def draw(fan_in: int, fan_out: int, gain: float) -> Tensor:
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
         return tensor.normal_(0.0, std, generator=generator)
+
+    return _fill_(tensor, gain, draw)
 
 
 def lecun_normal_(tensor: Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None) -> Tensor:
@@ -139,13 +144,11 @@ def lecun_normal_(tensor: Tensor, gain: float = 1.0, *, generator: torch.Generat
     Returns:
         ``tensor``, filled without recording the operation in autograd.
     """
-    fan_in, _ = fan_in_and_fan_out(tensor)
-    gain = _check_gain(gain)
-    _check_floating(tensor)
-    if tensor.numel() == 0:
-        return tensor
-    with torch.no_grad():
+
+    def draw(fan_in: int, fan_out: int, gain: float) -> Tensor:
         return tensor.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
+
+    return _fill_(tensor, gain, draw)
 
 
 def _is_linear(module: nn.Module) -> bool:

@@ -97,6 +97,11 @@ class History:
     def best_dev_f1(self) -> float:
         return max(self.val_f1) if self.val_f1 else float("nan")
 
+    def mean_loss(self, last: int) -> float:
+        """Mean training loss over the last ``last`` steps (what the tables report)."""
+        tail = self.losses[-last:]
+        return sum(tail) / max(len(tail), 1)
+
 
 class _Recorder(pl.Callback):
     def __init__(self, history: History, total_steps: int, tag: str):
@@ -210,6 +215,14 @@ class NERData:
             history.train_f1 = self.train_f1(trainer, model, dm)
         return history
 
+    def train_each(self, runs: dict[str, dict[str, Any]], tag: str, seed: int) -> list[History]:
+        """:meth:`train_model` for each ``label -> model arguments`` entry of ``runs``, in order, all from ``seed``."""
+        histories = []
+        for i, (label, model_args) in enumerate(runs.items()):
+            print(f"[{tag}] run {i + 1}/{len(runs)}: {label}", flush=True)
+            histories.append(self.train_model(label, tag, seed, **model_args))
+        return histories
+
 
 def smooth(values: list[float], window: int) -> list[float]:
     """Running mean over the last ``window`` values (for noisy per-step losses)."""
@@ -220,6 +233,30 @@ def smooth(values: list[float], window: int) -> list[float]:
             total -= values[i - window]
         out.append(total / min(i + 1, window))
     return out
+
+
+def loss_window(histories: list[History]) -> int:
+    """Steps in the running mean of the loss curves: a twentieth of the run, so every curve is equally smooth."""
+    return max(1, len(histories[0].losses) // 20)
+
+
+def plot_loss_and_f1(ax_loss, ax_f1, histories: list[History], window: int,
+                     loss_name: str = "training loss") -> None:
+    """Draw each run's smoothed training loss (log scale) and its dev entity F1 per validation.
+
+    The two panels every window-NER comparison shows; the caller adds the
+    legend, since where it fits depends on how many runs there are.
+    """
+    for history in histories:
+        ax_loss.plot(history.steps, smooth(history.losses, window), lw=1.2, label=history.label)
+        ax_f1.plot(history.val_steps, history.val_f1, "o-", ms=3, label=history.label)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel(f"{loss_name} (running mean of {window} steps)")
+    ax_loss.set_title("training loss")
+    ax_f1.set_xlabel("step")
+    ax_f1.set_ylabel("dev entity F1")
+    ax_f1.set_title("dev entity F1")
 
 
 def budget_for(quick: bool, full: Budget) -> Budget:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments._common import cli, pyplot, save_figure, seed_all, write_table
-from experiments._ner import Budget, NERData, budget_for, smooth
+from experiments._ner import Budget, NERData, budget_for, loss_window, plot_loss_and_f1
 
 NAME = "ner_activations"
 FULL = Budget(train_sentences=1500, dev_sentences=500, epochs=2, batch_size=64, validations_per_epoch=3)
@@ -27,32 +27,20 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     seed_all(seed)
     plt = pyplot()
     budget = budget_for(quick, FULL)
-    histories = []
     with NERData(budget) as data:
-        for i, (label, activation) in enumerate(ACTIVATIONS.items()):
-            print(f"[{NAME}] run {i + 1}/{len(ACTIVATIONS)}: {label}", flush=True)
-            histories.append(data.train_model(label, NAME, seed, activation=activation))
+        runs = {label: {"activation": activation} for label, activation in ACTIVATIONS.items()}
+        histories = data.train_each(runs, NAME, seed)
         described = data.describe()
 
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 4.2))
-    window = max(1, len(histories[0].losses) // 20)
-    for history in histories:
-        ax_loss.plot(history.steps, smooth(history.losses, window), lw=1.2, label=history.label)
-        ax_f1.plot(history.val_steps, history.val_f1, "o-", ms=3, label=history.label)
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel(f"training loss (running mean of {window} steps)")
-    ax_loss.set_title("training loss")
-    ax_f1.set_xlabel("step")
-    ax_f1.set_ylabel("dev entity F1")
-    ax_f1.set_title("dev entity F1")
+    window = loss_window(histories)
+    plot_loss_and_f1(ax_loss, ax_f1, histories, window)
     ax_f1.legend(fontsize=8, loc="lower right")
     fig.suptitle("The six activations in the window NER model (same seed, data and budget)", fontsize=10)
     written = [save_figure(fig, out, f"{NAME}.png")]
     rows = []
     for h in sorted(histories, key=lambda h: -h.dev_f1):
-        tail = h.losses[-window:]
-        rows.append([h.label, sum(tail) / max(len(tail), 1), h.dev_f1, h.best_dev_f1, f"{h.seconds:.0f}"])
+        rows.append([h.label, h.mean_loss(window), h.dev_f1, h.best_dev_f1, f"{h.seconds:.0f}"])
     written.append(write_table(
         out, f"{NAME}.md", "Activations on window NER (best first)",
         ["activation", f"training loss (mean of last {window} steps)", "final dev F1", "best dev F1", "seconds"],

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from experiments._common import cli, pyplot, save_figure, seed_all, write_table
-from experiments._ner import Budget, NERData, budget_for, smooth
+from experiments._ner import Budget, NERData, budget_for, loss_window, plot_loss_and_f1
 
 NAME = "objectives"
 FULL = Budget(train_sentences=3000, dev_sentences=500, epochs=2, batch_size=64, validations_per_epoch=4)
@@ -42,34 +42,21 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     seed_all(seed)
     plt = pyplot()
     budget = budget_for(quick, FULL)
-    histories, margins = [], []
     with NERData(budget) as data:
-        for i, (label, loss) in enumerate(OBJECTIVES.items()):
-            print(f"[{NAME}] run {i + 1}/{len(OBJECTIVES)}: {label}", flush=True)
-            history = data.train_model(label, NAME, seed, loss=loss)
-            histories.append(history)
-            margins.append(dev_margins(history.model, data.dev))
+        histories = data.train_each({label: {"loss": loss} for label, loss in OBJECTIVES.items()}, NAME, seed)
+        margins = [dev_margins(history.model, data.dev) for history in histories]
         described = data.describe()
 
     fig, (ax_loss, ax_f1, ax_margin) = plt.subplots(1, 3, figsize=(14, 4.2))
-    window = max(1, len(histories[0].losses) // 20)
+    window = loss_window(histories)
+    plot_loss_and_f1(ax_loss, ax_f1, histories, window, loss_name="its own training loss")
     rows = []
     for history, (margin, correct) in zip(histories, margins):
-        ax_loss.plot(history.steps, smooth(history.losses, window), lw=1.2, label=history.label)
-        ax_f1.plot(history.val_steps, history.val_f1, "o-", ms=3, label=history.label)
         ax_margin.hist(margin.clamp(-5, 20).numpy(), bins=100, range=(-5, 20), histtype="step", lw=1.5,
                        label=history.label)
-        tail = history.losses[-window:]
-        rows.append([history.label, sum(tail) / max(len(tail), 1), history.dev_f1, history.best_dev_f1,
+        rows.append([history.label, history.mean_loss(window), history.dev_f1, history.best_dev_f1,
                      correct.float().mean().item(), margin.median().item(), (margin >= 1).float().mean().item(),
                      (margin > 5).float().mean().item()])
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel(f"its own training loss (running mean of {window} steps)")
-    ax_loss.set_title("training loss")
-    ax_f1.set_xlabel("step")
-    ax_f1.set_ylabel("dev entity F1")
-    ax_f1.set_title("dev entity F1")
     ax_margin.axvline(1, color="k", ls=":", lw=1, label="margin 1")
     ax_margin.set_yscale("log")
     ax_margin.set_xlabel("s_y - max_{j != y} s_j on dev tokens (clipped to [-5, 20])")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments._common import cli, pyplot, save_figure, seed_all, write_table
-from experiments._ner import Budget, NERData, budget_for, smooth
+from experiments._ner import Budget, NERData, budget_for, loss_window, plot_loss_and_f1
 
 NAME = "optimizers"
 FULL = Budget(train_sentences=1500, dev_sentences=500, epochs=2, batch_size=64, validations_per_epoch=3)
@@ -37,29 +37,19 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     seed_all(seed)
     plt = pyplot()
     budget = budget_for(quick, FULL)
-    histories = []
     with NERData(budget) as data:
-        for i, (label, (name, lr, extra)) in enumerate(OPTIMIZERS.items()):
-            print(f"[{NAME}] run {i + 1}/{len(OPTIMIZERS)}: {label}", flush=True)
-            histories.append(data.train_model(label, NAME, seed, optimizer=name, lr=lr, optimizer_args=extra))
+        runs = {label: {"optimizer": name, "lr": lr, "optimizer_args": extra}
+                for label, (name, lr, extra) in OPTIMIZERS.items()}
+        histories = data.train_each(runs, NAME, seed)
         described = data.describe()
 
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 4.4))
+    window = loss_window(histories)
+    plot_loss_and_f1(ax_loss, ax_f1, histories, window)
     rows = []
-    window = max(1, len(histories[0].losses) // 20)
     for history, (label, (name, lr, extra)) in zip(histories, OPTIMIZERS.items()):
-        ax_loss.plot(history.steps, smooth(history.losses, window), label=label, lw=1.2)
-        ax_f1.plot(history.val_steps, history.val_f1, "o-", ms=3, label=label)
-        tail = history.losses[-window:]
         rows.append([label, lr, ", ".join(f"{k}={v}" for k, v in extra.items()) or "-",
-                     sum(tail) / max(len(tail), 1), history.dev_f1, history.best_dev_f1, f"{history.seconds:.0f}"])
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel(f"training loss (running mean of {window} steps)")
-    ax_loss.set_title("training loss")
-    ax_f1.set_xlabel("step")
-    ax_f1.set_ylabel("dev entity F1")
-    ax_f1.set_title("dev entity F1")
+                     history.mean_loss(window), history.dev_f1, history.best_dev_f1, f"{history.seconds:.0f}"])
     ax_f1.legend(fontsize=7, loc="lower right")
     fig.suptitle("Optimizers on window NER: same model, initial weights, batches and number of steps", fontsize=10)
     written = [save_figure(fig, out, f"{NAME}.png")]

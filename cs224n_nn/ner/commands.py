@@ -260,6 +260,25 @@ def _score_table(metrics: dict, stage: str) -> str:
     return "\n".join(lines)
 
 
+def _parse_inference_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """Add ``--threads``, parse ``argv`` and apply the options evaluate and predict share.
+
+    ``parser`` must already define ``--batch-size``. Returns the parsed
+    arguments, or the exit code when argparse stopped (``--help`` or a usage
+    error, already printed); a batch size or thread count below 1 raises
+    :class:`ConfigError` naming the option.
+    """
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return _exit_code(e)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _set_threads(args.threads, "--threads")
+    return args
+
+
 # ---------------------------------------------------------------------------
 # evaluate
 
@@ -271,14 +290,9 @@ def evaluate(argv: list[str]) -> int:
     parser.add_argument("--data", required=True, help="CoNLL file with gold tags ('sample' for the packaged dev file)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return _exit_code(e)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    _set_threads(args.threads, "--threads")
+    args = _parse_inference_args(parser, argv)
+    if isinstance(args, int):  # --help, or a usage error argparse has printed
+        return args
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
@@ -316,14 +330,9 @@ def predict(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=512, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--whitespace", action="store_true", help="split text on whitespace only")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return _exit_code(e)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    _set_threads(args.threads, "--threads")
+    args = _parse_inference_args(parser, argv)
+    if isinstance(args, int):  # --help, or a usage error argparse has printed
+        return args
     if args.conll and args.text is not None:
         raise ConfigError("give either --text or --conll, not both")
     if bool(args.conll) != bool(args.output):
