@@ -77,3 +77,67 @@ def test_fused_rejects_sparse_gradients():
 def test_no_fused_keyword_where_torch_has_none(name):
     with pytest.raises(TypeError):
         getattr(ours, name)(make_params(), fused=True)
+
+
+def _dynamo_only_compile(real_compile):
+    """torch.compile with dynamo's no-op backend: the same tracing, guards and
+    recompile limit as the default backend, without inductor's minutes of C++."""
+    def compile_(fn, **kwargs):
+        return real_compile(fn, backend="eager", dynamic=kwargs.get("dynamic"))
+    return compile_
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
+
+
+def test_many_group_layouts_in_one_process_stay_compiled(monkeypatch):
+    # Past torch._dynamo.config.recompile_limit (8) variants of one function
+    # dynamo silently runs it eagerly; one layout per group must not add up.
+    monkeypatch.setattr(_base.torch, "compile", _dynamo_only_compile(torch.compile))
+    limit = torch._dynamo.config.recompile_limit
+    n = limit + 3
+    g = torch.Generator().manual_seed(1)
+
+    def layouts(offset):
+        # group i holds i + 1 tensors of distinct shapes: every group is a new layout
+        return [[torch.randn(offset + i + 1, j + 1, generator=g, dtype=torch.float64).requires_grad_()
+                 for j in range(i + 1)] for i in range(n)]
+
+    one_opt = layouts(0)  # one optimizer, n groups
+    many_opts = layouts(n)  # n optimizers, one group each
+    twins = [[[p.detach().clone().requires_grad_() for p in grp] for grp in groups]
+             for groups in (one_opt, many_opts)]
+    kw = dict(lr=0.05, weight_decay=0.1)
+    fused = [ours.Adam([{"params": grp} for grp in one_opt], fused=True, **kw)]
+    fused += [ours.Adam(grp, fused=True, **kw) for grp in many_opts]
+    eager = [ours.Adam([{"params": grp} for grp in twins[0]], foreach=True, **kw)]
+    eager += [ours.Adam(grp, foreach=True, **kw) for grp in twins[1]]
+    all_params = [p for groups in (one_opt, many_opts) for grp in groups for p in grp]
+    all_twins = [p for groups in twins for grp in groups for p in grp]
+
+    def step(opts, params):
+        for p in params:
+            p.grad = p.detach() + torch.cos(p.detach())
+        for opt in opts:
+            opt.step()
+
+    step(fused, all_params)  # creates state: eager by design
+    step(eager, all_twins)
+    before = _graphs()
+    for opt in fused:  # the first compiled step of each layout traces a new graph
+        graphs = _graphs()
+        for p in (p for grp in opt.param_groups for p in grp["params"]):
+            p.grad = p.detach() + torch.cos(p.detach())
+        opt.step()
+        assert _graphs() > graphs, "a layout past the recompile limit ran eagerly"
+    assert _graphs() - before == 2 * n
+    assert not any(opt._compile_failed for opt in fused)
+    step(eager, all_twins)
+    for _ in range(2):  # later steps reuse each layout's graph: nothing new is traced
+        step(fused, all_params)
+        step(eager, all_twins)
+    assert _graphs() - before == 2 * n
+    for f, e in zip(all_params, all_twins):
+        torch.testing.assert_close(f, e, rtol=1e-12, atol=1e-14)

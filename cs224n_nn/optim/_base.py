@@ -17,7 +17,8 @@ The rule is written once but runs three ways, picked per parameter group:
                    are ``torch._foreach_*`` calls, so one Python call updates
                    every tensor of a (device, dtype, step) bucket.
 ``fused``          the per-parameter loop over the whole group is compiled
-                   with ``torch.compile`` (``fused=True``); if compilation is
+                   with ``torch.compile`` (``fused=True``), once per group
+                   layout (see :func:`_loop_for_layout`); if compilation is
                    unavailable or fails, we warn once and run eagerly.
 
 The default (``foreach=None, fused=None``) is the multi-tensor path when all
@@ -28,6 +29,7 @@ per-parameter path otherwise.
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -233,6 +235,33 @@ def _update_each(update: Callable, params, grads, state_lists, scalar_table, hyp
         update(params[i], grads[i], *states, **scalars, **hyper)
 
 
+def _layout(params, state_lists, table, hyper) -> tuple:
+    """What the compiled loop specialises on: each parameter's shape, strides,
+    dtype and device, which state lists exist, the flags, and the constant
+    hyperparameters (lr excluded: it goes in as a tensor)."""
+    return (
+        tuple((p.shape, p.stride(), p.dtype, p.device) for p in params),
+        tuple(s is None for s in state_lists),
+        tuple((k, tuple(v) if isinstance(v, list) else None) for k, v in table.items()),
+        tuple((k, v) for k, v in hyper.items() if k != "lr"),
+    )
+
+
+def _loop_for_layout() -> Callable:
+    """A new function object running :func:`_update_each`, with its own code object.
+
+    Dynamo keeps the compiled variants of a function on its code object and,
+    past ``torch._dynamo.config.recompile_limit`` (8) variants, silently runs
+    it eagerly. Every group layout compiles to its own variant (the list
+    length and each shape are baked into the graph), so a process holding
+    several optimizers or groups would soon exhaust one shared code object.
+    A copy of the code per layout gives each layout its own cache of one
+    variant; the arithmetic is unchanged.
+    """
+    fn = _update_each
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class: collects gradients and state, picks a path, calls the rule.
 
@@ -252,7 +281,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def __init__(self, params, defaults: dict[str, Any]):
         super().__init__(params, defaults)
-        self._compiled: Callable | None = None
+        #: compiled update loops of the fused path, one per group layout
+        #: (:func:`_layout`); a layout seen again reuses its compiled loop.
+        self._compiled: dict[tuple, Callable] = {}
         self._compile_failed = False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -264,7 +295,7 @@ class Optimizer(torch.optim.Optimizer):
             group.setdefault("differentiable", False)
             for key, value in self.extra_defaults.items():
                 group.setdefault(key, value)
-        self.__dict__.setdefault("_compiled", None)
+        self.__dict__.setdefault("_compiled", {})
         self.__dict__.setdefault("_compile_failed", False)
 
     # hooks -------------------------------------------------------------
@@ -395,10 +426,6 @@ class Optimizer(torch.optim.Optimizer):
         compilation fails."""
         if self._compile_failed or any(fresh):
             return False
-        if self._compiled is None:
-            # size_asserts off: inductor would re-check every tensor's shape
-            # on each call, which costs more than the update at 100 x 1K.
-            self._compiled = torch.compile(_update_each, dynamic=False, options={"size_asserts": False})
         # Flags (SGD's ``first``) stay Python bools: the rule branches on them.
         table = {
             name: [sc[name] for sc in scalars] if isinstance(value, bool)
@@ -407,8 +434,15 @@ class Optimizer(torch.optim.Optimizer):
         }
         # lr goes in as a tensor too, so that a schedule does not recompile.
         hyper = dict(hyper, lr=torch.tensor(hyper["lr"], dtype=torch.float64))
+        key = _layout(params, state_lists, table, hyper)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            # size_asserts off: inductor would re-check every tensor's shape
+            # on each call, which costs more than the update at 100 x 1K.
+            compiled = torch.compile(_loop_for_layout(), dynamic=False, options={"size_asserts": False})
+            self._compiled[key] = compiled
         try:
-            self._compiled(type(self).update, params, grads, state_lists, table, hyper)
+            compiled(type(self).update, params, grads, state_lists, table, hyper)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back
             self._compile_failed = True
             _warn_compile_failure(type(self).__name__, err)
