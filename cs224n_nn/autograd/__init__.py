@@ -10,8 +10,6 @@ positionally, except that ``Dropout.apply(x, mask)`` takes the mask drawn by
 :func:`keep_mask` and ``SoftmaxCrossEntropy.apply`` returns ``(loss, log_probs)``.
 """
 
-import inspect as _inspect
-
 from .activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftSign, Tanh
 from .dropout import Dropout, keep_mask
 from .embedding import Embedding
@@ -23,11 +21,3 @@ __all__ = [
     "Affine", "Dropout", "keep_mask", "Embedding",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
 ]
-
-# Function.apply binds every call's arguments against inspect.signature(forward)
-# (for setup_context); computing that signature is most of apply's Python cost
-# on small tensors. A precomputed __signature__ is what inspect returns first.
-for _cls in (Sigmoid, Tanh, HardTanh, SoftSign, ReLU, LeakyReLU, Affine, Dropout, Embedding,
-             MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy):
-    _cls.forward.__signature__ = _inspect.signature(_cls.forward)
-del _cls

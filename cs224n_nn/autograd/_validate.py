@@ -112,16 +112,20 @@ def embedding(ids, weight, padding_idx) -> None:
         if not -num <= padding_idx < num:
             raise ValueError(f"padding_idx must be within [-{num}, {num}) (num_embeddings={num}), got {padding_idx}")
     if ids.numel() and values_checkable(ids):
-        low, high = torch.aminmax(ids)
+        low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or high >= num:
-            bad = int(low) if low < 0 else int(high)
+            bad = low if low < 0 else high
             raise IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
 
 
-def class_targets(scores, target, *, ignore_index: int | None = None) -> None:
+def class_targets(scores, target, *, ignore_index: int | None = None) -> bool | None:
     """Class-index targets for scores (N, C) -> target (N,), or scores (C,) -> target () or (1,).
 
     With ``ignore_index`` set, that value is allowed besides [0, C).
+    Returns True when every target was read and is a class index in [0, C)
+    (none ignored), False when some may be ``ignore_index``, None when the
+    values cannot be read (under ``torch.compile`` or a ``torch.func``
+    transform) or there are none.
     """
     floating(scores, "input")
     tensor(target, "target")
@@ -138,14 +142,19 @@ def class_targets(scores, target, *, ignore_index: int | None = None) -> None:
     if not ok:
         raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
     classes = scores.shape[-1]
-    if target.numel() and values_checkable(target):
-        counted = target if ignore_index is None else target[target != ignore_index]
-        if counted.numel():
-            low, high = torch.aminmax(counted)
-            if low < 0 or high >= classes:
-                bad = int(low) if low < 0 else int(high)
-                allowed = f"[0, {classes})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
-                raise IndexError(f"target must lie in {allowed}; found {bad}")
+    if not target.numel() or not values_checkable(target):
+        return None
+    low, high = (int(v) for v in torch.aminmax(target))
+    if 0 <= low and high < classes and (ignore_index is None or not low <= ignore_index <= high):
+        return True  # the usual case, settled by one reduction
+    counted = target if ignore_index is None else target[target != ignore_index]
+    if counted.numel():
+        low, high = (int(v) for v in torch.aminmax(counted))
+        if low < 0 or high >= classes:
+            bad = low if low < 0 else high
+            allowed = f"[0, {classes})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+            raise IndexError(f"target must lie in {allowed}; found {bad}")
+    return False
 
 
 def class_weight(weight, scores) -> None:

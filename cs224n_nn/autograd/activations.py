@@ -31,8 +31,8 @@ The masked products are exact: ``g - g*1 = 0``, ``g*1 = g``, ``g*k = g*k``.
 from __future__ import annotations
 
 import torch
-from torch.autograd import Function
 
+from ._function import HandWrittenFunction
 from . import _fused, _validate
 
 
@@ -50,7 +50,7 @@ def _indicator(compare, a: torch.Tensor, b, *, reuse_a: bool = False) -> torch.T
     return compare(a, b, out=a if reuse_a else torch.empty_like(a, memory_format=torch.contiguous_format))
 
 
-class Sigmoid(Function):
+class Sigmoid(HandWrittenFunction):
     r"""Logistic sigmoid, notes sections 1 and 7.4.
 
     ``y = 1 / (1 + exp(-z))``; ``dy/dz = y (1 - y)``. (The notes print the
@@ -90,7 +90,7 @@ def _sigmoid_grad(grad, y):
 _SIGMOID_KERNEL = _fused.Kernel("sigmoid", _sigmoid_grad)
 
 
-class Tanh(Function):
+class Tanh(HandWrittenFunction):
     r"""Hyperbolic tangent, notes section 7.4 (``tanh(z) = 2 sigma(2z) - 1``, section 9).
 
     ``y = (exp(z) - exp(-z)) / (exp(z) + exp(-z))``; ``dy/dz = 1 - y^2``. Saves ``y``.
@@ -129,7 +129,7 @@ def _tanh_grad(grad, y):
 _TANH_KERNEL = _fused.Kernel("tanh", _tanh_grad)
 
 
-class HardTanh(Function):
+class HardTanh(HandWrittenFunction):
     r"""Hard tanh, notes section 7.4: ``y = min_val`` for ``z < min_val``, ``z`` in between,
     ``max_val`` above (the notes' ``-1 : z < 1`` is a typo for ``z < -1``).
 
@@ -179,7 +179,7 @@ def _hardtanh_grad(grad, y, low, high):
 _HARDTANH_KERNEL = _fused.Kernel("hardtanh", _hardtanh_grad)
 
 
-class SoftSign(Function):
+class SoftSign(HandWrittenFunction):
     r"""Soft sign, notes section 7.4: ``y = z / (1 + |z|)``.
 
     ``dy/dz = 1 / (1 + |z|)^2`` (the notes print ``sgn(z)/(1+z)^2``; see
@@ -208,7 +208,7 @@ class SoftSign(Function):
         return torch.div(grad, denom, out=denom)
 
 
-class ReLU(Function):
+class ReLU(HandWrittenFunction):
     r"""Rectified linear unit, notes section 7.4: ``y = max(z, 0)``.
 
     ``dy/dz = 1`` for ``z > 0`` and 0 otherwise (``relu'(0) = 0``, as torch).
@@ -250,7 +250,7 @@ def _relu_grad(grad, y):
 _RELU_KERNEL = _fused.Kernel("relu", _relu_grad)
 
 
-class LeakyReLU(Function):
+class LeakyReLU(HandWrittenFunction):
     r"""Leaky ReLU, notes section 7.4: ``y = z`` for ``z > 0``, ``k z`` otherwise (``k = negative_slope``).
 
     ``dy/dz = 1`` for ``z > 0`` and ``k`` otherwise, so ``leaky_relu'(0) = k``

@@ -17,8 +17,8 @@ Function deterministic lets ``gradcheck`` re-run it, and leaves
 from __future__ import annotations
 
 import torch
-from torch.autograd import Function
 
+from ._function import HandWrittenFunction
 from . import _validate
 
 
@@ -29,7 +29,7 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.empty_like(x).bernoulli_(keep_prob).div_(keep_prob)
 
 
-class Dropout(Function):
+class Dropout(HandWrittenFunction):
     r"""``y = x * mask`` where ``mask`` holds 0 (dropped) or ``1 / keep_prob`` (kept); see :func:`keep_mask`.
 
     ``dy/dx = mask``: gradients flow only through the units kept in the

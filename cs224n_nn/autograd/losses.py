@@ -10,8 +10,8 @@ backward of a reduction hands each example the upstream gradient scaled by
 from __future__ import annotations
 
 import torch
-from torch.autograd import Function
 
+from ._function import HandWrittenFunction
 from . import _validate
 from .activations import _indicator
 
@@ -37,7 +37,7 @@ def _per_example(grad: torch.Tensor, reduction: str, shape, denominator=None) ->
     return grad.expand(shape)
 
 
-class MaxMarginLoss(Function):
+class MaxMarginLoss(HandWrittenFunction):
     r"""The notes' max-margin objective (section 4): ``J = max(0, margin + s_c - s)``.
 
     ``s`` scores the true window, ``s_c`` a corrupt one; they broadcast
@@ -82,6 +82,8 @@ class MaxMarginLoss(Function):
 
 def _as_rows(scores: torch.Tensor, target: torch.Tensor):
     """(C,) scores with a 0-d target are one example: work on (1, C) and (1,)."""
+    if scores.dim() == 2:  # already rows (each reshape costs a few microseconds)
+        return scores, target
     return scores.reshape(-1, scores.shape[-1]), target.reshape(-1)
 
 
@@ -92,7 +94,7 @@ def _hinge_terms(x: torch.Tensor, target: torch.Tensor, margin: float) -> torch.
     return z.scatter(1, t, 0)
 
 
-class MultiClassMaxMarginLoss(Function):
+class MultiClassMaxMarginLoss(HandWrittenFunction):
     r"""Multi-class hinge loss, the max-margin objective of section 4 against every wrong class.
 
     ``J_i = w[y_i] / C * sum_{j != y_i} max(0, margin - x[i, y_i] + x[i, j])``,
@@ -146,7 +148,7 @@ class MultiClassMaxMarginLoss(Function):
         return d.reshape(scores.shape), None, None, None, None
 
 
-class SoftmaxCrossEntropy(Function):
+class SoftmaxCrossEntropy(HandWrittenFunction):
     r"""Softmax cross-entropy (the loss of notes section 7.2), equal to ``torch.nn.functional.cross_entropy``.
 
     With ``log p = x - logsumexp(x)`` (stable for huge scores: the largest
@@ -167,17 +169,23 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def forward(scores, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        _validate.class_targets(scores, target, ignore_index=ignore_index)
+        all_counted = _validate.class_targets(scores, target, ignore_index=ignore_index)
         _validate.class_weight(weight, scores)
         _validate.reduction(reduction)
         eps = _validate.real(label_smoothing, "label_smoothing")
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
         x, t = _as_rows(scores, target)
-        # log-sum-exp trick: subtract each row's largest score so exp() cannot overflow,
-        # and keep log p = shifted - log(sum exp(shifted)) exact even when the row max is ~1e38.
-        shifted = x - x.amax(1, keepdim=True)
-        logp = shifted.sub_(shifted.exp().sum(1, keepdim=True).log_())
+        # log p = x - logsumexp(x) with the log-sum-exp trick (the row's largest
+        # score subtracted before exp, so nothing overflows even at ~1e38):
+        # torch's log_softmax kernel computes exactly that in one pass.
+        logp = torch.log_softmax(x, 1)
+        if _plain(all_counted, weight, eps):
+            picked = logp.gather(1, t.unsqueeze(1))  # log p[i, y_i], shape (N, 1)
+            if reduction == "none":
+                return picked.neg_().reshape(target.shape), logp.reshape(scores.shape)
+            total = picked.sum() if reduction == "sum" else picked.mean()
+            return total.neg_(), logp.reshape(scores.shape)
         valid, safe_t, w_t = _target_weights(t, weight, ignore_index, x.dtype)
         losses = -logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * w_t
         if eps:
@@ -192,6 +200,9 @@ class SoftmaxCrossEntropy(Function):
     def setup_context(ctx, inputs, output):
         scores, target, weight, ignore_index, reduction, label_smoothing = inputs
         ctx.ignore_index, ctx.reduction, ctx.eps = ignore_index, reduction, float(label_smoothing)
+        # forward cannot hand its finding to the context (a staticmethod); asking
+        # again costs one reduction over the targets.
+        ctx.plain = _plain(_validate.class_targets(scores, target, ignore_index=ignore_index), weight, ctx.eps)
         # A None grad (an output that was not used) costs nothing instead of a zero tensor.
         ctx.set_materialize_grads(False)
         if ctx.needs_input_grad[0]:
@@ -203,6 +214,13 @@ class SoftmaxCrossEntropy(Function):
         logp_rows, t = _as_rows(logp, target)
         p = logp_rows.exp()
         d = None
+        if grad_loss is not None and ctx.plain and grad_logp is None and not torch.is_grad_enabled():
+            # Plain case (every target a class, no weights, no smoothing): p - onehot(y), scaled.
+            g = grad_loss.reshape(-1, 1) if ctx.reduction == "none" else grad_loss
+            if ctx.reduction == "mean":
+                g = g / t.numel()
+            d = p.mul_(g).scatter_add_(1, t.unsqueeze(1), g.neg().expand(t.numel(), 1))
+            return d.reshape(logp.shape), None, None, None, None, None
         if grad_loss is not None:
             classes = logp_rows.shape[1]
             valid, safe_t, w_t = _target_weights(t, weight, ctx.ignore_index, p.dtype)
@@ -229,6 +247,11 @@ class SoftmaxCrossEntropy(Function):
         if d is None:
             return (None,) * 6
         return d.reshape(logp.shape), None, None, None, None, None
+
+
+def _plain(all_counted: bool | None, weight, eps: float) -> bool:
+    """Every target a class index (read and checked), no class weights, no smoothing."""
+    return bool(all_counted) and weight is None and not eps
 
 
 def _target_weights(t: torch.Tensor, weight, ignore_index: int, dtype: torch.dtype):

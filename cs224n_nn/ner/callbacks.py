@@ -110,6 +110,8 @@ class NonFiniteGradientStop(pl.Callback):
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         for name, param in pl_module.named_parameters():
             grad = param.grad
+            if grad is not None and grad.is_sparse:  # lazy embedding updates: check the stored rows
+                grad = grad._values()
             # One reduction per tensor; .item() syncs with the device once per parameter.
             if grad is not None and not bool(torch.isfinite(grad).all()):
                 kind = "nan" if bool(torch.isnan(grad).any()) else "inf"

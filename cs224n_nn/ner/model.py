@@ -83,6 +83,9 @@ DECODERS = ("viterbi", "argmax")
 WORD_VECTORS = ("glove", "none")  # or a path to a GloVe-format text file
 DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8}
 DEFAULT_AFFIX_DIM = 16
+# Tables this large get sparse gradients when lazy updates are on; a smaller
+# one (casing: a dozen rows) costs less to update densely than to index.
+SPARSE_MIN_ROWS = 1024
 # Top-level key of our checkpoints: its presence tells our files from others.
 CHECKPOINT_KEY = "cs224n_nn"
 CHECKPOINT_FORMAT = 1
@@ -170,6 +173,13 @@ class WindowNERModule(pl.LightningModule):
         weight_decay: ``lambda`` of the L2 penalty added to the loss (biases excluded).
         decode: ``viterbi`` (valid tag sequences only) or ``argmax``.
         stop_on_nonfinite: stop with :class:`NonFiniteLossError` when the loss is NaN/inf.
+        sparse_embeddings: give the large embedding tables (the word table, and
+            any other of at least ``SPARSE_MIN_ROWS`` rows) sparse gradients,
+            so that the optimizer updates only the rows a batch used (lazy
+            updates: O(rows touched) per step, not O(vocabulary)). ``None``
+            (default): on when the run allows it (see :meth:`lazy_embeddings_allowed`),
+            decided when the optimizer is built; ``True`` insists (a ConfigError
+            says why when the run cannot); ``False``: dense gradients.
     """
 
     def __init__(
@@ -194,6 +204,7 @@ class WindowNERModule(pl.LightningModule):
         weight_decay: float = 0.0,
         decode: str = "viterbi",
         stop_on_nonfinite: bool = True,
+        sparse_embeddings: bool | None = None,
     ):
         super().__init__()
         # The encoder (vocabularies) goes into the checkpoint on its own key,
@@ -391,6 +402,45 @@ class WindowNERModule(pl.LightningModule):
         ids = self.decode_ids(self(batch["windows"]), batch["lengths"])
         return [self.encoder.decode_tags(chunk.tolist()) for chunk in torch.split(ids, batch["lengths"].tolist())]
 
+    def sparse_tables(self) -> list[cnn.Embedding]:
+        """The embedding tables that take sparse gradients when lazy updates are on."""
+        tables = [m.trained if isinstance(m, WordEmbedding) else m for m in self.embeddings]
+        return [t for t in tables if t.num_embeddings >= SPARSE_MIN_ROWS and t.weight.requires_grad]
+
+    def lazy_embeddings_allowed(self, optimizer: torch.optim.Optimizer) -> str | None:
+        """Why this run cannot use sparse embedding gradients, or None when it can.
+
+        Sparse gradients need an optimizer with a sparse (lazy, row-wise) rule
+        and no weight decay or momentum (those would touch every row), no L2
+        penalty in the loss (its gradient is dense), no gradient clipping
+        (torch's clipping has no sparse kernels) and one process (DDP would
+        all-reduce them densely anyway).
+        """
+        hp = self.hparams
+        if not getattr(optimizer, "supports_sparse", False):
+            return f"model.optimizer {hp.optimizer!r} has no sparse (lazy) update"
+        for group in optimizer.param_groups:
+            for key in ("weight_decay", "momentum"):
+                if group.get(key, 0):
+                    return f"model.optimizer_args.{key} is {group[key]} (it would update every row)"
+        if hp.weight_decay:
+            return f"model.weight_decay is {hp.weight_decay} (the L2 penalty's gradient is dense)"
+        trainer = self._trainer
+        if trainer is not None:
+            if trainer.gradient_clip_val:
+                return "trainer.gradient_clip_val is set (clipping has no sparse kernels)"
+            if trainer.world_size > 1:
+                return f"the run has {trainer.world_size} processes (DDP reduces dense gradients)"
+        return None
+
+    def _choose_sparse_embeddings(self, optimizer: torch.optim.Optimizer) -> None:
+        wanted = self.hparams.sparse_embeddings
+        reason = self.lazy_embeddings_allowed(optimizer) if wanted is not False else "off"
+        if wanted and reason is not None:
+            raise ConfigError(f"model.sparse_embeddings is true but {reason}")
+        for table in self.sparse_tables():
+            table.sparse = reason is None
+
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
@@ -402,6 +452,7 @@ class WindowNERModule(pl.LightningModule):
             optimizer = optimizer_cls(params, lr=hp.lr, **kwargs)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.optimizer_args / model.lr for {hp.optimizer}: {e}") from None
+        self._choose_sparse_embeddings(optimizer)
         schedule_cls = SCHEDULES[hp.schedule.lower()]
         if schedule_cls is None:
             return optimizer

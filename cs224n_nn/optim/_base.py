@@ -12,7 +12,8 @@ Each optimizer is three things:
 The rule is written once but runs three ways, picked per parameter group:
 
 ``per-parameter``  the rule is called on each ``(param, grad, state...)``;
-                   sparse gradients always go this way.
+                   sparse gradients always go this way (the rule updates
+                   only the rows they touch, see :class:`SparseRows`).
 ``multi-tensor``   the rule is called on :class:`TensorList` s, whose methods
                    are ``torch._foreach_*`` calls, so one Python call updates
                    every tensor of a (device, dtype, step) bucket.
@@ -22,8 +23,9 @@ The rule is written once but runs three ways, picked per parameter group:
                    unavailable or fails, we warn once and run eagerly.
 
 The default (``foreach=None, fused=None``) is the multi-tensor path when all
-gradients of the group are dense and share one device and dtype, the
-per-parameter path otherwise.
+dense gradients of the group share one device and dtype, the per-parameter
+path otherwise. A group that mixes sparse and dense gradients is split: the
+sparse ones go per parameter, the dense ones take the group's path.
 """
 
 from __future__ import annotations
@@ -189,6 +191,49 @@ def maximum_(a: Tensor | TensorList, b: Tensor | TensorList) -> None:
         torch.maximum(a, b, out=a)
 
 
+def sparse_weight_decay_error(weight_decay: float, owner: str = "") -> RuntimeError:
+    """The error for ``weight_decay != 0`` with a sparse gradient: the decay
+    term (L2 or decoupled) would touch every row, not just the looked-up ones."""
+    prefix = f"{owner}: " if owner else ""
+    return RuntimeError(
+        f"{prefix}weight_decay={weight_decay} is not compatible with sparse gradients "
+        "(its update would touch every row); set weight_decay=0 for the sparse parameters, "
+        "e.g. in their own parameter group (AdamW's default weight_decay is 1e-2)"
+    )
+
+
+class SparseRows:
+    """The rows a sparse COO gradient touches, to run a dense rule on them only.
+
+    ``grad`` is coalesced first: repeated indices (one per looked-up position,
+    as ``nn.Embedding(sparse=True)`` returns them) are summed, since the
+    rules are non-linear in the gradient. :meth:`gather` copies the touched
+    rows of a parameter or state tensor out, :meth:`scatter_` writes updated
+    rows back; every other row is left as it is. With one sparse dimension
+    (an embedding table) both are single ``index_select`` / ``index_copy_``
+    calls along dim 0, cheaper than advanced indexing, which serves the
+    general case (``sparse_dim > 1``).
+    """
+
+    __slots__ = ("values", "_index", "_key")
+
+    def __init__(self, grad: Tensor):
+        grad = grad.coalesce()
+        self.values = grad._values()  # (rows touched, *dense dims)
+        indices = grad._indices()     # (sparse_dim, rows touched)
+        self._index = indices[0] if grad.sparse_dim() == 1 else None
+        self._key = tuple(indices)
+
+    def gather(self, t: Tensor) -> Tensor:
+        return t.index_select(0, self._index) if self._index is not None else t[self._key]
+
+    def scatter_(self, t: Tensor, rows: Tensor) -> None:
+        if self._index is not None:
+            t.index_copy_(0, self._index, rows)
+        else:
+            t.index_put_(self._key, rows)
+
+
 def l2_gradient(param, grad, *, maximize: bool, weight_decay: float):
     """The gradient a descent rule follows: ``g = ±grad + weight_decay * param``.
 
@@ -200,7 +245,7 @@ def l2_gradient(param, grad, *, maximize: bool, weight_decay: float):
         grad = -grad
     if weight_decay != 0:
         if isinstance(grad, Tensor) and grad.is_sparse:
-            raise RuntimeError("weight_decay is not compatible with sparse gradients")
+            raise sparse_weight_decay_error(weight_decay)
         grad = grad.add(param, alpha=weight_decay)
     return grad
 
@@ -260,6 +305,21 @@ def _loop_for_layout() -> Callable:
     """
     fn = _update_each
     return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _subset(idx: list[int], params, grads, state_lists, *per_param) -> tuple:
+    """Entries ``idx`` of the per-parameter lists of a step: ``params``,
+    ``grads``, each state list (``None`` where a state key is absent) and any
+    further per-parameter lists, in that order; the same lists if ``idx``
+    takes them all."""
+    if len(idx) == len(params):
+        return (params, grads, state_lists, *per_param)
+
+    def pick(xs):
+        return [xs[i] for i in idx]
+
+    return (pick(params), pick(grads), [None if s is None else pick(s) for s in state_lists],
+            *(pick(xs) for xs in per_param))
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -332,32 +392,22 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        params: list[Tensor] = []
-        grads: list[Tensor] = []
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        sparse = [i for i, g in enumerate(grads) if g.is_sparse]
+        for i in sparse:  # before any state is created or changed
+            self._check_sparse(params[i], group)
         states: list[dict[str, Any]] = []
         fresh: list[bool] = []
-        has_sparse = False
-        name = type(self).__name__
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                if not self.supports_sparse:
-                    raise RuntimeError(
-                        f"{name} does not support sparse gradients (parameter of shape "
-                        f"{tuple(p.shape)}); use cs224n_nn.optim.AdaGrad or SGD without momentum"
-                    )
-                has_sparse = True
+        for p in params:
             state = self.state[p]
             is_fresh = len(state) == 0
             if is_fresh:
                 self._init_state(p, state, group)
-            params.append(p)
-            grads.append(p.grad)
             states.append(state)
             fresh.append(is_fresh)
-        if not params:
-            return
         # Every step count is a 0-d float32 tensor on the CPU, as in
         # torch.optim, so state dicts load into either library. (Adding a
         # 0-d tensor is about 3x faster per tensor than adding a Python 1.)
@@ -369,9 +419,17 @@ class Optimizer(torch.optim.Optimizer):
         state_lists = [
             [s[k] for s in states] if k in states[0] else None for k in self.state_keys
         ]
+        if sparse:
+            # Sparse gradients go one by one (the rule updates the rows they
+            # touch); the group's dense gradients still take its path below.
+            self._per_parameter_update(*_subset(sparse, params, grads, state_lists, scalars), hyper)
+            taken = set(sparse)
+            dense = [i for i in range(len(params)) if i not in taken]
+            if not dense:
+                return
+            params, grads, state_lists, scalars, fresh = _subset(dense, params, grads, state_lists,
+                                                                 scalars, fresh)
         if group["fused"]:
-            if has_sparse:
-                raise RuntimeError(f"{name}(fused=True) does not support sparse gradients")
             if self._fused_update(params, grads, state_lists, scalars, fresh, hyper):
                 return
             self._multi_tensor_update(params, grads, state_lists, scalars, hyper)
@@ -379,13 +437,24 @@ class Optimizer(torch.optim.Optimizer):
         foreach = group["foreach"]
         if foreach is None:
             first = grads[0]
-            foreach = not has_sparse and all(
-                g.device == first.device and g.dtype == first.dtype for g in grads
-            )
-        if foreach and not has_sparse:
+            foreach = all(g.device == first.device and g.dtype == first.dtype for g in grads)
+        if foreach:
             self._multi_tensor_update(params, grads, state_lists, scalars, hyper)
         else:
             self._per_parameter_update(params, grads, state_lists, scalars, hyper)
+
+    def _check_sparse(self, param: Tensor, group: dict[str, Any]) -> None:
+        """Refuse a sparse gradient before any state changes, naming the optimizer."""
+        name = type(self).__name__
+        if not self.supports_sparse:
+            raise RuntimeError(
+                f"{name} does not support sparse gradients (parameter of shape "
+                f"{tuple(param.shape)}); use cs224n_nn.optim.AdaGrad, Adam or AdamW "
+                "(with weight_decay=0), or SGD without momentum"
+            )
+        weight_decay = group.get("weight_decay", 0)
+        if weight_decay != 0:
+            raise sparse_weight_decay_error(weight_decay, f"{name} (parameter of shape {tuple(param.shape)})")
 
     def _all_step_scalars(self, states, fresh, group) -> list[dict[str, Any]]:
         # Parameters of a group nearly always share one step count: compute
@@ -413,12 +482,9 @@ class Optimizer(torch.optim.Optimizer):
             key = (p.device, p.dtype, *scalars[i].values())
             buckets.setdefault(key, []).append(i)
         for idx in buckets.values():
-            whole = len(idx) == len(params)
-            pick = (lambda xs: xs) if whole else (lambda xs: [xs[i] for i in idx])
-            tensors = [None if s is None else TensorList(pick(s)) for s in state_lists]
-            self.update(
-                TensorList(pick(params)), TensorList(pick(grads)), *tensors, **scalars[idx[0]], **hyper
-            )
+            some_params, some_grads, some_states = _subset(idx, params, grads, state_lists)
+            tensors = [None if s is None else TensorList(s) for s in some_states]
+            self.update(TensorList(some_params), TensorList(some_grads), *tensors, **scalars[idx[0]], **hyper)
 
     def _fused_update(self, params, grads, state_lists, scalars, fresh, hyper) -> bool:
         """Run the compiled update; False to run eagerly instead: on a step

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer, check_common, check_nonnegative, l2_gradient
+from ._base import Optimizer, SparseRows, check_common, check_nonnegative, l2_gradient
 
 
 def adagrad(
@@ -39,14 +39,13 @@ def adagrad(
     g = l2_gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
     step_lr = lr / (1 + (step - 1) * lr_decay)
     if isinstance(g, Tensor) and g.is_sparse:
-        # The update is non-linear in g, so repeated indices must be summed first.
-        g = g.coalesce()
-        rows = tuple(g._indices())
-        values = g._values()
-        state_sum.index_put_(rows, values * values, accumulate=True)
-        touched = state_sum[rows]
-        std = touched.add_(eps).sqrt_() if eps_inside_sqrt else touched.sqrt_().add_(eps)
-        param.index_put_(rows, values.div(std).mul_(-step_lr), accumulate=True)
+        # The dense rule below on the touched rows only (repeated indices summed first).
+        rows = SparseRows(g)
+        touched_param, touched_sum = rows.gather(param), rows.gather(state_sum)
+        adagrad(touched_param, rows.values, touched_sum, step=step, lr=lr, lr_decay=lr_decay,
+                weight_decay=0.0, eps=eps, maximize=False, eps_inside_sqrt=eps_inside_sqrt)
+        rows.scatter_(param, touched_param)
+        rows.scatter_(state_sum, touched_sum)
         return
     state_sum.addcmul_(g, g, value=1)
     std = state_sum.add(eps).sqrt_() if eps_inside_sqrt else state_sum.sqrt().add_(eps)

@@ -7,7 +7,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer, check_common, check_in_range, l2_gradient, maximum_
+from ._base import (
+    Optimizer,
+    SparseRows,
+    check_common,
+    check_in_range,
+    l2_gradient,
+    maximum_,
+    sparse_weight_decay_error,
+)
 
 
 def adam(
@@ -52,7 +60,29 @@ def adam(
     ``sqrt(1 - beta2^step)`` folded into the step size and eps:
     ``param -= lr * bc2_sqrt / bc1 * m / (sqrt(v) + eps * bc2_sqrt)``, the
     same number with one pass over ``v`` fewer.
+
+    A sparse ``grad`` (COO, as from ``nn.Embedding(sparse=True)``) takes the
+    lazy update: its repeated rows are summed, then exactly the step above
+    runs on the rows it touches (gathered, updated by this same rule, written
+    back), with the bias corrections of the parameter's step count, which
+    advances every step as in ``torch.optim.SparseAdam``. Every other row
+    keeps its parameter and its m and v (they do not decay), so a step costs
+    O(rows touched). Weight decay (either kind) would touch every row and
+    raises ``RuntimeError``.
     """
+    if isinstance(grad, Tensor) and grad.is_sparse:
+        if weight_decay != 0:
+            raise sparse_weight_decay_error(weight_decay, "adam")
+        rows = SparseRows(grad)
+        state = [exp_avg, exp_avg_sq] + ([max_exp_avg_sq] if amsgrad else [])
+        gathered = [rows.gather(t) for t in (param, *state)]
+        adam(gathered[0], rows.values, *gathered[1:3], gathered[3] if amsgrad else None,
+             bias_correction1=bias_correction1, bias_correction2_sqrt=bias_correction2_sqrt,
+             lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=0.0,
+             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, maximize=maximize)
+        for t, updated in zip((param, *state), gathered):
+            rows.scatter_(t, updated)
+        return
     if decoupled_weight_decay:
         if weight_decay != 0:
             param.mul_(1 - lr * weight_decay)
@@ -76,10 +106,15 @@ class Adam(Optimizer):
     2.5. ``fused=True`` runs the rule compiled with ``torch.compile`` over
     the whole parameter group (eager fallback, with one warning, when the
     compiler is unavailable).
+
+    Sparse gradients (``nn.Embedding(sparse=True)``) take the lazy row-wise
+    update of :func:`adam` (only with ``weight_decay=0``); in a group that
+    mixes them with dense gradients, the dense ones keep the group's path.
     """
 
     update = staticmethod(adam)
     state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    supports_sparse = True
     extra_defaults = {"bias_correction": True, "decoupled_weight_decay": False}
 
     def __init__(
@@ -141,6 +176,7 @@ class AdamW(Adam):
     """Drop-in for :class:`torch.optim.AdamW`: :func:`adam` with decoupled
     weight decay (``param *= 1 - lr * weight_decay`` before the Adam step;
     Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019).
+    Sparse gradients need ``weight_decay=0`` (the default here is 1e-2).
     """
 
     extra_defaults = {"bias_correction": True, "decoupled_weight_decay": True}
