@@ -3,12 +3,22 @@
 Ours is :class:`cs224n_nn.ner.model.WindowNERModule` with its defaults (word
 + casing features, window 5, one tanh layer of 300, dropout 0.5, softmax
 cross-entropy) and the optimizer its ``configure_optimizers`` gives (our
-Adam, default path). The twin is a copy of that model in which every
-``cs224n_nn.nn`` module (Embedding, Linear, the activation, Dropout, the
-loss) is turned back into the ``torch.nn`` class it subclasses: the same
-network, sizes and starting weights on torch's own kernels, trained with
-``torch.optim.Adam(fused=True)``. Word vectors start random on
-both sides (loading GloVe changes no cost per step).
+Adam, default path). With those defaults the word table takes sparse
+gradients and lazy row-wise Adam updates (``model.sparse_embeddings``). The
+twin is a copy of that model in which every ``cs224n_nn.nn`` module
+(Embedding, Linear, the activation, Dropout, the loss) is turned back into
+the ``torch.nn`` class it subclasses: the same network, sizes and starting
+weights on torch's own kernels. Two twins are measured:
+
+* the same computation in torch: the same tables sparse, trained by
+  ``torch.optim.SparseAdam`` (torch's lazy Adam), the rest by
+  ``torch.optim.Adam(fused=True)``;
+* what plain torch code usually is: every table dense, everything trained by
+  ``torch.optim.Adam(fused=True)`` (dense Adam sweeps the whole word table
+  every step; lazy Adam leaves untouched rows' moments as they are, so the
+  two are not the same optimisation, only the same model and data).
+
+Word vectors start random on both sides (loading GloVe changes no cost per step).
 
 Both run the same training step a Lightning loop runs (zero_grad with
 ``set_to_none``, forward, loss, backward, step) on the same fixed batches,

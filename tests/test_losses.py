@@ -309,3 +309,32 @@ def test_cuda_losses_keep_the_device():
     assert loss.device == scores.device and g.device == scores.device
     with pytest.raises(IndexError, match="target must lie in"):
         F.softmax_cross_entropy(scores, torch.tensor([0, 9, 1, 1, 2, 2], device="cuda"))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_plain_path_equals_general_path(reduction):
+    # Every target a class, no weights, no smoothing: the short path. Unit
+    # class weights give the same mathematics through the general path.
+    torch.manual_seed(3)
+    x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 5, (7,))
+    upstream = torch.randn(7, dtype=torch.float64) if reduction == "none" else torch.tensor(1.7, dtype=torch.float64)
+    plain = F.softmax_cross_entropy(x, t, reduction=reduction)
+    general = F.softmax_cross_entropy(x, t, weight=torch.ones(5, dtype=torch.float64), reduction=reduction)
+    (g_plain,) = torch.autograd.grad(plain, x, upstream)
+    (g_general,) = torch.autograd.grad(general, x, upstream)
+    torch.testing.assert_close(plain, general, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(g_plain, g_general, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(g_plain, torch.autograd.grad(
+        TF.cross_entropy(x, t, reduction=reduction), x, upstream)[0], rtol=1e-12, atol=1e-14)
+
+
+def test_cross_entropy_ignore_index_inside_the_class_range_is_not_plain():
+    # ignore_index = 0 is a valid class number: targets equal to it must be ignored, not scored.
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 0])
+    ours = F.softmax_cross_entropy(x, t, ignore_index=0)
+    ref = TF.cross_entropy(x, t, ignore_index=0)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(ref, x)[0])
+

@@ -172,7 +172,9 @@ class HardTanh(HandWrittenFunction):
 
 def _hardtanh_grad(grad, y, low, high):
     # grad * (1 - saturated); saturated is 1.0 where y <= low or y >= high (never for NaN).
-    saturated = ((y <= low) | (y >= high)).to(grad.dtype)
+    # max of two 0/1 indicators rather than a bool "or": the compiled float64
+    # loop of the "or" form was measured 4x slower (not vectorised).
+    saturated = torch.maximum((y <= low).to(grad.dtype), (y >= high).to(grad.dtype))
     return torch.addcmul(grad, grad, saturated, value=-1)
 
 
