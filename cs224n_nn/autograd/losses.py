@@ -200,13 +200,14 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
     def setup_context(ctx, inputs, output):
         scores, target, weight, ignore_index, reduction, label_smoothing = inputs
         ctx.ignore_index, ctx.reduction, ctx.eps = ignore_index, reduction, float(label_smoothing)
-        # forward cannot hand its finding to the context (a staticmethod); asking
-        # again costs one reduction over the targets.
-        ctx.plain = _plain(_validate.class_targets(scores, target, ignore_index=ignore_index), weight, ctx.eps)
         # A None grad (an output that was not used) costs nothing instead of a zero tensor.
         ctx.set_materialize_grads(False)
+        ctx.plain = False
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(output[1], target, weight)
+            # forward cannot hand its finding to the context (a staticmethod);
+            # asking again costs one reduction over the targets.
+            ctx.plain = _plain(_validate.class_targets(scores, target, ignore_index=ignore_index), weight, ctx.eps)
 
     @staticmethod
     def backward(ctx, grad_loss, grad_logp):
