@@ -101,6 +101,20 @@ class Kernel:
         self._compiled: Callable[..., torch.Tensor] | None = None
         self._failed: set[tuple[torch.dtype, str]] = set()
 
+    def backward(self, grad: torch.Tensor, saved: torch.Tensor, eager: Callable[..., torch.Tensor],
+                 *scalars) -> torch.Tensor:
+        """The gradient a Function's ``backward`` returns, by the fastest valid route.
+
+        Under ``create_graph`` (grad mode on) the differentiable ``formula``,
+        so that autograd can differentiate it again; otherwise the compiled
+        copy where :func:`applicable`, else ``eager(grad, saved, *scalars)``:
+        the same formula written in place on fresh temporaries.
+        """
+        if torch.is_grad_enabled():
+            return self.formula(grad, saved, *scalars)
+        fused = self(grad, saved, *scalars)
+        return fused if fused is not None else eager(grad, saved, *scalars)
+
     def __call__(self, grad: torch.Tensor, saved: torch.Tensor, *scalars) -> torch.Tensor | None:
         """The gradient from the compiled copy, or None: then the caller runs its eager formula."""
         if not applicable(grad, saved):

@@ -50,6 +50,12 @@ def _indicator(compare, a: torch.Tensor, b, *, reuse_a: bool = False) -> torch.T
     return compare(a, b, out=a if reuse_a else torch.empty_like(a, memory_format=torch.contiguous_format))
 
 
+def _save_output(ctx, inputs, output):
+    """``setup_context`` of the activations whose derivative is a function of ``y``."""
+    if ctx.needs_input_grad[0]:
+        ctx.save_for_backward(output)
+
+
 class Sigmoid(HandWrittenFunction):
     r"""Logistic sigmoid, notes sections 1 and 7.4.
 
@@ -64,27 +70,23 @@ class Sigmoid(HandWrittenFunction):
         _validate.floating(x, "input")
         return torch.sigmoid(x)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(output)
+    setup_context = staticmethod(_save_output)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return _sigmoid_grad(grad, y)
-        fused = _SIGMOID_KERNEL(grad, y)
-        if fused is not None:
-            return fused
-        gy = grad * y
-        return gy.addcmul_(gy, y, value=-1)
+        return _SIGMOID_KERNEL.backward(grad, y, _sigmoid_grad_inplace)
 
 
 def _sigmoid_grad(grad, y):
     # grad * y * (1 - y) == gy - gy * y: one fused multiply-add on gy.
     gy = grad * y
     return torch.addcmul(gy, gy, y, value=-1)
+
+
+def _sigmoid_grad_inplace(grad, y):
+    gy = grad * y
+    return gy.addcmul_(gy, y, value=-1)
 
 
 _SIGMOID_KERNEL = _fused.Kernel("sigmoid", _sigmoid_grad)
@@ -103,27 +105,23 @@ class Tanh(HandWrittenFunction):
         _validate.floating(x, "input")
         return torch.tanh(x)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(output)
+    setup_context = staticmethod(_save_output)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return _tanh_grad(grad, y)
-        fused = _TANH_KERNEL(grad, y)
-        if fused is not None:
-            return fused
-        gy = grad * y
-        return torch.addcmul(grad, gy, y, value=-1, out=gy)
+        return _TANH_KERNEL.backward(grad, y, _tanh_grad_inplace)
 
 
 def _tanh_grad(grad, y):
     # grad * (1 - y^2) == grad - gy * y.
     gy = grad * y
     return torch.addcmul(grad, gy, y, value=-1)
+
+
+def _tanh_grad_inplace(grad, y):
+    gy = grad * y
+    return torch.addcmul(grad, gy, y, value=-1, out=gy)
 
 
 _TANH_KERNEL = _fused.Kernel("tanh", _tanh_grad)
@@ -157,17 +155,7 @@ class HardTanh(HandWrittenFunction):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        low, high = ctx.bounds
-        if torch.is_grad_enabled():
-            return _hardtanh_grad(grad, y, low, high), None, None
-        fused = _HARDTANH_KERNEL(grad, y, low, high)
-        if fused is not None:
-            return fused, None, None
-        if low == -high:  # the usual symmetric bounds: one comparison
-            saturated = _indicator(torch.ge, y.abs(), high, reuse_a=True)
-        else:
-            saturated = torch.maximum(_indicator(torch.le, y, low), _indicator(torch.ge, y, high))
-        return torch.addcmul(grad, grad, saturated, value=-1, out=saturated), None, None
+        return _HARDTANH_KERNEL.backward(grad, y, _hardtanh_grad_inplace, *ctx.bounds), None, None
 
 
 def _hardtanh_grad(grad, y, low, high):
@@ -176,6 +164,14 @@ def _hardtanh_grad(grad, y, low, high):
     # loop of the "or" form was measured 4x slower (not vectorised).
     saturated = torch.maximum((y <= low).to(grad.dtype), (y >= high).to(grad.dtype))
     return torch.addcmul(grad, grad, saturated, value=-1)
+
+
+def _hardtanh_grad_inplace(grad, y, low, high):
+    if low == -high:  # the usual symmetric bounds: one comparison
+        saturated = _indicator(torch.ge, y.abs(), high, reuse_a=True)
+    else:
+        saturated = torch.maximum(_indicator(torch.le, y, low), _indicator(torch.ge, y, high))
+    return torch.addcmul(grad, grad, saturated, value=-1, out=saturated)
 
 
 _HARDTANH_KERNEL = _fused.Kernel("hardtanh", _hardtanh_grad)
@@ -226,27 +222,23 @@ class ReLU(HandWrittenFunction):
         _validate.floating(x, "input")
         return torch.relu(x)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(output)
+    setup_context = staticmethod(_save_output)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return _relu_grad(grad, y)
-        fused = _RELU_KERNEL(grad, y)
-        if fused is not None:
-            return fused
-        off = _indicator(torch.le, y, 0)
-        return torch.addcmul(grad, grad, off, value=-1, out=off)
+        return _RELU_KERNEL.backward(grad, y, _relu_grad_inplace)
 
 
 def _relu_grad(grad, y):
     # grad * (1 - off), off = 1.0 where y <= 0; NaN compares false: its gradient passes, as in torch.
     off = (y <= 0).to(grad.dtype)
     return torch.addcmul(grad, grad, off, value=-1)
+
+
+def _relu_grad_inplace(grad, y):
+    off = _indicator(torch.le, y, 0)
+    return torch.addcmul(grad, grad, off, value=-1, out=off)
 
 
 _RELU_KERNEL = _fused.Kernel("relu", _relu_grad)
