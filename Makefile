@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test gradcheck bench clean
+.PHONY: setup run test gradcheck bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ gradcheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# On a machine with a CUDA GPU: the CUDA tests, the benchmarks on the GPU and a
+# one-epoch CoNLL-2003 run, figures in one file (benchmarks/gpu_check.py).
+# GPU_PYTHON=python3 uses a Python that already has a CUDA torch instead of .venv.
+GPU_PYTHON ?= $(BIN)/python
+GPU_CHECK_OUT ?= gpu_check.md
+gpu-check:
+	@if [ "$(GPU_PYTHON)" = "$(BIN)/python" ]; then $(MAKE) --no-print-directory setup; fi
+	$(GPU_PYTHON) -m benchmarks.gpu_check --output $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
