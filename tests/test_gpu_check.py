@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_check
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
