@@ -42,6 +42,16 @@ def check_in_range(name: str, value: Any, low: float, high: float, *, high_inclu
         raise ValueError(f"Invalid {name} value: {value} (must be in [{low}, {high}{bracket})")
 
 
+#: The torch.optim keywords our optimizers accept but refuse to switch on,
+#: with the reason; the one list docs/optim.md and the tests read.
+REFUSED_KEYWORDS: dict[str, str] = {
+    "capturable": "CUDA-graph capture needs the step count kept on the device and every bias "
+                  "correction computed there; our rules read it on the host (use torch.optim for CUDA graphs)",
+    "differentiable": "step() runs under no_grad; torch's differentiable mode would need every "
+                      "in-place update rewritten out of place",
+}
+
+
 def check_common(
     cls_name: str,
     *,
@@ -56,7 +66,7 @@ def check_common(
     """The checks every optimizer makes: lr, eps, weight decay and the path flags.
 
     ``differentiable`` and ``capturable`` are refused here, for every
-    optimizer (see docs/optim.md, "What is refused").
+    optimizer, with the reason from :data:`REFUSED_KEYWORDS`.
     """
     check_nonnegative("lr", lr)
     check_nonnegative("weight_decay", weight_decay)
@@ -64,11 +74,6 @@ def check_common(
         check_nonnegative("eps", eps)
     if foreach and fused:
         raise ValueError(f"{cls_name}: foreach=True and fused=True cannot both be set")
-    if differentiable:
-        # step() runs under no_grad; torch's differentiable mode would need
-        # every in-place update rewritten out of place.
-        raise ValueError(f"{cls_name}: differentiable=True is not supported (use torch.optim.{cls_name})")
-    if capturable:
-        # CUDA-graph capture needs the step count kept on the device and every
-        # bias correction computed there; our rules read it on the host.
-        raise ValueError(f"{cls_name}: capturable=True is not supported (use torch.optim for CUDA graphs)")
+    for key, on in (("differentiable", differentiable), ("capturable", capturable)):
+        if on:
+            raise ValueError(f"{cls_name}: {key}=True is not supported: {REFUSED_KEYWORDS[key]}")
