@@ -573,3 +573,18 @@ def test_path_choice(foreach, sparse, expected, monkeypatch):
 def test_torch_spellings_are_the_same_classes():
     assert ours.Adagrad is ours.AdaGrad and ours.RMSprop is ours.RMSProp
     assert {"Adagrad", "RMSprop", "AdaGrad", "RMSProp"} <= set(ours.__all__)
+
+
+def test_grouping_without_torchs_private_helper(monkeypatch):
+    # torch._C._group_tensors_by_device_and_dtype is private: without it the
+    # step groups by the public attributes and takes the same steps
+    from cs224n_nn.optim import _buckets
+    tensors = [torch.zeros(2), torch.zeros(3, dtype=torch.float64), torch.zeros(1), torch.zeros(2, dtype=torch.float64)]
+    assert sorted(_buckets.by_device_and_dtype(tensors)) == sorted(_buckets.python_by_device_and_dtype(tensors))
+    a, b = TinyModel(), TinyModel()
+    a.train(ours.Adam(a.params, lr=0.01), 20)
+    monkeypatch.delattr(torch._C, "_group_tensors_by_device_and_dtype")
+    assert sorted(_buckets.by_device_and_dtype(tensors)) == [[0, 2], [1, 3]]
+    b.train(ours.Adam(b.params, lr=0.01), 20)
+    for p, q in zip(a.params, b.params):
+        assert torch.equal(p, q)

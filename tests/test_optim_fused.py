@@ -191,8 +191,13 @@ def test_no_compilation_below_the_threshold_or_when_told_not_to(kw, monkeypatch)
     assert made == []
 
 
-def test_default_path_falls_back_with_one_warning(monkeypatch):
-    _count_compiles(monkeypatch, _broken_compile)
+def _refusing_compile(fn, **kwargs):
+    raise RuntimeError("Dynamo is not supported on this Python (as torch.compile says on a new one)")
+
+
+@pytest.mark.parametrize("broken", [_broken_compile, _refusing_compile], ids=["first-call", "compile"])
+def test_default_path_falls_back_with_one_warning(broken, monkeypatch):
+    _count_compiles(monkeypatch, broken)
     monkeypatch.setattr(_compiled_update, "_failed", False)
     monkeypatch.setattr(_compiled_update, "COMPILE_MIN_NUMEL", 1)
     default_params, eager_params = make_params(), make_params()

@@ -36,7 +36,8 @@ def available() -> bool:
     """Whether the compiled update may be tried (no failure seen, and not
     already inside someone's ``torch.compile`` trace, where the eager rule
     is what gets traced)."""
-    return not _failed and not torch.compiler.is_compiling()
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # public since torch 2.3
+    return not _failed and not (is_compiling is not None and is_compiling())
 
 
 def worth_compiling(params: list[Tensor]) -> bool:

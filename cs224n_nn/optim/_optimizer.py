@@ -250,10 +250,10 @@ class Optimizer(torch.optim.Optimizer):
         # lr goes in as a tensor too, so that a schedule does not recompile.
         hyper = dict(hyper, lr=torch.tensor(float(hyper["lr"]), dtype=torch.float64))
         key = compiled_update.layout(params, state_lists, table, hyper)
-        loop = self._compiled.get(key)
-        if loop is None:
-            loop = self._compiled[key] = compiled_update.compile_loop()
-        try:
+        try:  # torch.compile itself may refuse (an unsupported Python), or the first call
+            loop = self._compiled.get(key)
+            if loop is None:
+                loop = self._compiled[key] = compiled_update.compile_loop()
             loop(type(self).update, params, grads, state_lists, table, hyper)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back
             compiled_update.mark_failed(type(self).__name__, err)
