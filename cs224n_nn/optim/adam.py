@@ -100,8 +100,9 @@ class Adam(Optimizer):
 
     Extra keyword: ``bias_correction=True``; ``False`` is the notes' Snippet
     2.5. ``fused=True`` runs the rule compiled with ``torch.compile`` over
-    the whole parameter group (eager fallback, with one warning, when the
-    compiler is unavailable).
+    the whole parameter group, as the default does for groups of at least
+    2^20 elements (eager fallback, with one warning, when the compiler is
+    unavailable; see :mod:`cs224n_nn.optim._compiled_update`).
 
     Sparse gradients (``nn.Embedding(sparse=True)``) take the lazy row-wise
     update of :func:`adam` (only with ``weight_decay=0``); in a group that
