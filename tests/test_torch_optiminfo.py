@@ -13,6 +13,8 @@ our optimizers and its torch twin:
 * a configuration that switches on a keyword we refuse
   (``cs224n_nn.optim._checks.REFUSED_KEYWORDS``, the one documented list)
   must raise a ``ValueError`` naming that keyword;
+* each optimizer's richest configuration also runs on the compiled default
+  path (threshold lowered, dynamo's ``eager`` backend) and lands there too;
 * every error input raises the error type torch raises, with a message
   matching torch's own pattern.
 """
@@ -111,6 +113,38 @@ def test_configuration_steps_like_torch(name, dtype, desc, kwargs):
         train(OURS[name](mine, **kw), mine)
         for p, q in zip(mine, twin):
             torch.testing.assert_close(p, q, **TOL[dtype], msg=lambda m, path=path: f"{path}: {m}")
+
+
+def richest_configuration(name: str) -> tuple[str, dict]:
+    """The accepted configuration of torch's entry that sets the most keywords."""
+    accepted = [(desc, kw) for desc, kw in configurations(name, torch.float64) if refused_key(kw) is None]
+    return max(reversed(accepted), key=lambda item: len(item[1]))
+
+
+@pytest.mark.parametrize("name", list(OURS))
+def test_compiled_default_steps_like_torch(name, monkeypatch):
+    # The default path compiles groups above COMPILE_MIN_NUMEL; here the
+    # threshold is lowered and dynamo's eager backend stands in for inductor
+    # (the same tracing of the rule, no C++; inductor's arithmetic is checked
+    # in test_optim_fused.py), on each optimizer's richest configuration.
+    from cs224n_nn.optim import _compiled_update
+    real_compile = torch.compile
+    made = []
+
+    def dynamo_only(fn, **kwargs):
+        made.append(fn)
+        return real_compile(fn, backend="eager", dynamic=kwargs.get("dynamic"))
+
+    monkeypatch.setattr(_compiled_update.torch, "compile", dynamo_only)
+    monkeypatch.setattr(_compiled_update, "COMPILE_MIN_NUMEL", 1)
+    desc, kwargs = richest_configuration(name)
+    twin, mine = make_params(torch.float64), make_params(torch.float64)
+    train(INFOS[name].optim_cls(twin, foreach=False, **copy.deepcopy(kwargs)), twin)
+    opt = OURS[name](mine, **copy.deepcopy(kwargs))
+    train(opt, mine)
+    assert len(made) == 1 and not _compiled_update._failed, desc  # it really ran compiled
+    for p, q in zip(mine, twin):
+        torch.testing.assert_close(p, q, **TOL[torch.float64], msg=lambda m: f"{desc}: {m}")
 
 
 @pytest.mark.parametrize("name", list(OURS))
