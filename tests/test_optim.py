@@ -354,9 +354,32 @@ def test_sparse_gradient_rejected_naming_the_optimizer(name):
         _embedding_runs(lambda ps: getattr(ours, name)(ps), steps=1)
 
 
-def test_sparse_gradient_rejected_by_sgd_with_momentum():
-    with pytest.raises(RuntimeError, match="SGD supports sparse gradients only without momentum"):
-        _embedding_runs(lambda ps: ours.SGD(ps, lr=0.1, momentum=0.9), steps=1)
+@pytest.mark.parametrize("kw", [dict(momentum=0.9), dict(momentum=0.9, dampening=0.3),
+                                dict(momentum=0.9, nesterov=True), dict(momentum=0.5, maximize=True)],
+                         ids=str)
+@pytest.mark.parametrize("foreach", [None, False])
+def test_sparse_sgd_with_momentum_follows_torch(kw, foreach):
+    # torch keeps a sparse momentum buffer; every row it ever touched keeps
+    # moving as its velocity decays, so the never-touched rows 10..19 stay put
+    mine, start = _embedding_runs(lambda ps: ours.SGD(ps, lr=0.1, foreach=foreach, **kw), steps=30)
+    twin, _ = _embedding_runs(lambda ps: torch.optim.SGD(ps, lr=0.1, **kw), steps=30)
+    assert_follows([mine], [twin])
+    assert torch.equal(mine[10:], start[10:])
+
+
+def test_sparse_sgd_with_momentum_moves_rows_after_their_last_gradient():
+    # the difference from a lazy (touched-rows) update: a row keeps moving
+    # on the steps after its gradient, carried by its velocity
+    layer = torch.nn.Embedding(4, 2, sparse=True)
+    opt = ours.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    layer(torch.tensor([0])).sum().backward()
+    opt.step()
+    after_one = layer.weight.detach().clone()
+    opt.zero_grad()
+    layer(torch.tensor([1])).sum().backward()
+    opt.step()
+    assert not torch.equal(layer.weight[0], after_one[0])  # row 0: no gradient this step
+    torch.testing.assert_close(layer.weight[0], after_one[0] - 0.1 * 0.9)
 
 
 def test_sparse_gradient_rejected_with_weight_decay():
@@ -518,24 +541,25 @@ def test_tensor_learning_rate_is_accepted():
     assert_follows(a.params, b.params, rtol=1e-12)
 
 
-# a group mixing sparse and dense gradients is split: the sparse one goes per
-# parameter, the dense one takes the group's path
+# a group mixing sparse and dense gradients is split: the sparse one's touched
+# rows are gathered and take the group's eager path, the dense one the group's path
 @pytest.mark.parametrize("foreach,sparse,expected", [
     (None, False, ["_multi_tensor_update"]),
-    (None, True, ["_per_parameter_update", "_multi_tensor_update"]),
+    (None, True, ["_update_touched_rows", "_multi_tensor_update", "_multi_tensor_update"]),
     (False, False, ["_per_parameter_update"]),
-    (False, True, ["_per_parameter_update", "_per_parameter_update"]),
+    (False, True, ["_update_touched_rows", "_per_parameter_update", "_per_parameter_update"]),
     (True, False, ["_multi_tensor_update"]),
-    (True, True, ["_per_parameter_update", "_multi_tensor_update"]),
+    (True, True, ["_update_touched_rows", "_multi_tensor_update", "_multi_tensor_update"]),
 ])
 def test_path_choice(foreach, sparse, expected, monkeypatch):
     calls = []
-    for method in ("_multi_tensor_update", "_per_parameter_update"):
+    for method in ("_multi_tensor_update", "_per_parameter_update", "_update_touched_rows",
+                   "_compiled_update"):
         original = getattr(ours.AdaGrad, method)
 
-        def spy(self, *args, _name=method, _original=original):
+        def spy(self, *args, _name=method, _original=original, **kwargs):
             calls.append(_name)
-            return _original(self, *args)
+            return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(ours.AdaGrad, method, spy)
     layer = torch.nn.Embedding(6, 2, sparse=sparse)
@@ -544,3 +568,23 @@ def test_path_choice(foreach, sparse, expected, monkeypatch):
     (layer(torch.tensor([1, 4])).sum() + dense.sum()).backward()
     opt.step()
     assert calls == expected
+
+
+def test_torch_spellings_are_the_same_classes():
+    assert ours.Adagrad is ours.AdaGrad and ours.RMSprop is ours.RMSProp
+    assert {"Adagrad", "RMSprop", "AdaGrad", "RMSProp"} <= set(ours.__all__)
+
+
+def test_grouping_without_torchs_private_helper(monkeypatch):
+    # torch._C._group_tensors_by_device_and_dtype is private: without it the
+    # step groups by the public attributes and takes the same steps
+    from cs224n_nn.optim import _buckets
+    tensors = [torch.zeros(2), torch.zeros(3, dtype=torch.float64), torch.zeros(1), torch.zeros(2, dtype=torch.float64)]
+    assert sorted(_buckets.by_device_and_dtype(tensors)) == sorted(_buckets.python_by_device_and_dtype(tensors))
+    a, b = TinyModel(), TinyModel()
+    a.train(ours.Adam(a.params, lr=0.01), 20)
+    monkeypatch.delattr(torch._C, "_group_tensors_by_device_and_dtype")
+    assert sorted(_buckets.by_device_and_dtype(tensors)) == [[0, 2], [1, 3]]
+    b.train(ours.Adam(b.params, lr=0.01), 20)
+    for p, q in zip(a.params, b.params):
+        assert torch.equal(p, q)

@@ -15,7 +15,7 @@ import torch
 
 import cs224n_nn.nn as cnn
 import cs224n_nn.optim as ours
-from cs224n_nn.optim import _base
+from cs224n_nn.optim import _compiled_update, _optimizer
 
 ROWS, DIM, STEPS = 30, 4, 50
 TINY_EPS = 1e-300  # SparseAdam refuses eps=0; 1e-300 vanishes beside sqrt(v) in float64
@@ -205,14 +205,15 @@ class TorchPair:
 
 def spy_paths(monkeypatch):
     calls = []
-    for method in ("_multi_tensor_update", "_per_parameter_update", "_fused_update"):
-        original = getattr(_base.Optimizer, method)
+    for method in ("_multi_tensor_update", "_per_parameter_update", "_compiled_update",
+                   "_update_touched_rows"):
+        original = getattr(_optimizer.Optimizer, method)
 
-        def spy(self, params, *args, _name=method, _original=original):
+        def spy(self, params, *args, _name=method, _original=original, **kwargs):
             calls.append((_name, tuple(tuple(p.shape) for p in params)))
-            return _original(self, params, *args)
+            return _original(self, params, *args, **kwargs)
 
-        monkeypatch.setattr(_base.Optimizer, method, spy)
+        monkeypatch.setattr(_optimizer.Optimizer, method, spy)
     return calls
 
 
@@ -221,8 +222,13 @@ def test_mixed_group_splits_sparse_from_dense(monkeypatch):
     twin, _ = train_window(lambda m: TorchPair(m, **kw), 6)
     calls = spy_paths(monkeypatch)
     mine, _ = train_window(lambda m: ours.Adam(m.parameters(), **kw), 6)
-    assert calls[:2] == [("_per_parameter_update", ((ROWS, DIM),)),
-                         ("_multi_tensor_update", ((5, 3 * DIM), (5,)))]
+    # the table's touched rows are gathered and updated eagerly, then the
+    # dense parameters take the group's default path
+    (gather, rows, dense) = calls[:3]
+    assert gather == ("_update_touched_rows", ((ROWS, DIM),))
+    assert rows[0] == "_multi_tensor_update" and len(rows[1]) == 1 and rows[1][0][1:] == (DIM,)
+    assert rows[1][0][0] < ROWS  # only the rows the batch looked up
+    assert dense == ("_multi_tensor_update", ((5, 3 * DIM), (5,)))
     for p, q in zip(mine.parameters(), twin.parameters()):
         close(p.detach(), q.detach(), rtol=1e-10)
 
@@ -234,10 +240,10 @@ def test_mixed_group_fused(monkeypatch):
     twin, _ = train_window(lambda m: TorchPair(m, **kw), 3)
     calls = spy_paths(monkeypatch)
     mine, opt = train_window(lambda m: ours.Adam(m.parameters(), fused=True, **kw), 3)
-    assert len(opt._compiled) == 1 and not opt._compile_failed  # it really compiled
+    assert len(opt._compiled) == 1 and not _compiled_update._failed  # it really compiled
     dense_shapes = ((5, 3 * DIM), (5,))
-    assert [c for c in calls if c[0] == "_fused_update"] == [("_fused_update", dense_shapes)] * 3
-    assert ("_per_parameter_update", ((ROWS, DIM),)) in calls
+    assert [c for c in calls if c[0] == "_compiled_update"] == [("_compiled_update", dense_shapes)] * 3
+    assert ("_update_touched_rows", ((ROWS, DIM),)) in calls
     for p, q in zip(mine.parameters(), twin.parameters()):
         close(p.detach(), q.detach(), rtol=1e-10)
 
@@ -259,14 +265,6 @@ def test_weight_decay_with_sparse_gradient_raises_before_any_change(make_opt):
         opt.step()
     assert torch.equal(weight.detach(), start_weight())
     assert not opt.state[weight]  # not even a step count
-
-
-def test_rule_refuses_weight_decay_with_sparse_gradient():
-    p = start_weight()
-    with pytest.raises(RuntimeError, match="weight_decay"):
-        ours.adam(p, sparse_grads(steps=1)[0], torch.zeros_like(p), torch.zeros_like(p), None,
-                  bias_correction1=0.1, bias_correction2_sqrt=0.03, lr=0.1, beta1=0.9, beta2=0.999,
-                  eps=1e-8, weight_decay=0.01, decoupled_weight_decay=True, amsgrad=False, maximize=False)
 
 
 def test_state_dict_round_trip_mid_run():

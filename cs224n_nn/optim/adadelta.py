@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer, check_common, check_in_range, l2_gradient
+from ._checks import check_common, check_in_range
+from ._l2_term import l2_gradient
+from ._optimizer import Optimizer
 
 
 def adadelta(

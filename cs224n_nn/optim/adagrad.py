@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer, SparseRows, check_common, check_nonnegative, l2_gradient
+from ._checks import check_common, check_nonnegative
+from ._l2_term import l2_gradient
+from ._optimizer import Optimizer
 
 
 def adagrad(
@@ -32,21 +34,13 @@ def adagrad(
         param -= lr_t * g / (sqrt(sum) + eps)       # torch.optim.Adagrad
         param -= lr_t * g / sqrt(sum + eps)         # the notes, eps_inside_sqrt=True
 
-    A sparse ``grad`` (COO, as from ``nn.Embedding(sparse=True)``) updates
-    only the rows it touches: the sum and the parameter of every other row
-    stay as they are, which is what lets AdaGrad give rare words large steps.
+    For a sparse gradient (``nn.Embedding(sparse=True)``) the optimizer runs
+    this rule on the rows it touches only: the sum and the parameter of every
+    other row stay as they are, which is what lets AdaGrad give rare words
+    large steps.
     """
     g = l2_gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
     step_lr = lr / (1 + (step - 1) * lr_decay)
-    if isinstance(g, Tensor) and g.is_sparse:
-        # The dense rule below on the touched rows only (repeated indices summed first).
-        rows = SparseRows(g)
-        touched_param, touched_sum = rows.gather(param), rows.gather(state_sum)
-        adagrad(touched_param, rows.values, touched_sum, step=step, lr=lr, lr_decay=lr_decay,
-                weight_decay=0.0, eps=eps, maximize=False, eps_inside_sqrt=eps_inside_sqrt)
-        rows.scatter_(param, touched_param)
-        rows.scatter_(state_sum, touched_sum)
-        return
     state_sum.addcmul_(g, g, value=1)
     std = state_sum.add(eps).sqrt_() if eps_inside_sqrt else state_sum.sqrt().add_(eps)
     param.addcdiv_(g, std, value=-step_lr)

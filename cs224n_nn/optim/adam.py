@@ -7,15 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import (
-    Optimizer,
-    SparseRows,
-    check_common,
-    check_in_range,
-    l2_gradient,
-    maximum_,
-    sparse_weight_decay_error,
-)
+from ._checks import as_float, check_common
+from ._l2_term import l2_gradient
+from ._optimizer import Optimizer
+from ._tensor_list import maximum_
 
 
 def adam(
@@ -61,28 +56,14 @@ def adam(
     ``param -= lr * bc2_sqrt / bc1 * m / (sqrt(v) + eps * bc2_sqrt)``, the
     same number with one pass over ``v`` fewer.
 
-    A sparse ``grad`` (COO, as from ``nn.Embedding(sparse=True)``) takes the
-    lazy update: its repeated rows are summed, then exactly the step above
-    runs on the rows it touches (gathered, updated by this same rule, written
-    back), with the bias corrections of the parameter's step count, which
-    advances every step as in ``torch.optim.SparseAdam``. Every other row
-    keeps its parameter and its m and v (they do not decay), so a step costs
-    O(rows touched). Weight decay (either kind) would touch every row and
-    raises ``RuntimeError``.
+    A sparse gradient (``nn.Embedding(sparse=True)``) takes the lazy update:
+    the optimizer sums its repeated rows, then runs exactly this rule on the
+    rows it touches (gathered, updated, written back), with the bias
+    corrections of the parameter's step count, which advances every step as
+    in ``torch.optim.SparseAdam``. Every other row keeps its parameter and
+    its m and v (they do not decay), so a step costs O(rows touched). Weight
+    decay (either kind) would touch every row and raises ``RuntimeError``.
     """
-    if isinstance(grad, Tensor) and grad.is_sparse:
-        if weight_decay != 0:
-            raise sparse_weight_decay_error(weight_decay, "adam")
-        rows = SparseRows(grad)
-        state = [exp_avg, exp_avg_sq] + ([max_exp_avg_sq] if amsgrad else [])
-        gathered = [rows.gather(t) for t in (param, *state)]
-        adam(gathered[0], rows.values, *gathered[1:3], gathered[3] if amsgrad else None,
-             bias_correction1=bias_correction1, bias_correction2_sqrt=bias_correction2_sqrt,
-             lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=0.0,
-             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, maximize=maximize)
-        for t, updated in zip((param, *state), gathered):
-            rows.scatter_(t, updated)
-        return
     if decoupled_weight_decay:
         if weight_decay != 0:
             param.mul_(1 - lr * weight_decay)
@@ -99,13 +80,29 @@ def adam(
     param.addcdiv_(exp_avg, denom, value=-lr * bias_correction2_sqrt / bias_correction1)
 
 
+def check_betas(betas: Any, *, foreach: bool | None) -> None:
+    """Adam's ``betas``: a pair in [0, 1), both numbers or both 0-d tensors
+    (not tensors with ``foreach=True``), refused in torch.optim.Adam's words."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
+    is_tensor = [isinstance(b, Tensor) for b in betas]
+    if is_tensor[0] != is_tensor[1]:
+        raise ValueError("betas must be either both floats or both Tensors")
+    if foreach and is_tensor[0]:
+        raise ValueError("betas[0] as a Tensor is not supported for capturable=False and foreach=True")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= as_float(f"beta{i + 1}", beta) < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta} (beta{i + 1} must be in [0, 1))")
+
+
 class Adam(Optimizer):
     """Drop-in for :class:`torch.optim.Adam`; the rule is :func:`adam`.
 
     Extra keyword: ``bias_correction=True``; ``False`` is the notes' Snippet
     2.5. ``fused=True`` runs the rule compiled with ``torch.compile`` over
-    the whole parameter group (eager fallback, with one warning, when the
-    compiler is unavailable).
+    the whole parameter group, as the default does for groups of at least
+    2^20 elements (eager fallback, with one warning, when the compiler is
+    unavailable; see :mod:`cs224n_nn.optim._compiled_update`).
 
     Sparse gradients (``nn.Embedding(sparse=True)``) take the lazy row-wise
     update of :func:`adam` (only with ``weight_decay=0``); in a group that
@@ -137,10 +134,11 @@ class Adam(Optimizer):
         name = type(self).__name__
         check_common(name, lr=lr, weight_decay=weight_decay, eps=eps, foreach=foreach, fused=fused,
                      differentiable=differentiable, capturable=capturable)
-        if len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
-        check_in_range("beta1 (betas[0])", betas[0], 0.0, 1.0)
-        check_in_range("beta2 (betas[1])", betas[1], 0.0, 1.0)
+        check_betas(betas, foreach=foreach)
+        if foreach and isinstance(lr, Tensor):
+            # As torch.optim.Adam: its foreach kernels take a Python lr (ours would
+            # read it with float() each step; the refusal keeps the two interchangeable).
+            raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                         capturable=capturable, differentiable=differentiable, fused=fused,

@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Optimizer, check_common, check_nonnegative, l2_gradient
+from ._checks import check_common, check_nonnegative
+from ._l2_term import l2_gradient
+from ._optimizer import Optimizer
 
 
 def sgd(
@@ -48,8 +50,6 @@ def sgd(
     step; only new gradients see the new ``lr``. The buffer is stored under
     ``momentum_buffer`` in either form (``b`` or ``v``).
     """
-    if momentum != 0 and isinstance(grad, Tensor) and grad.is_sparse:
-        raise RuntimeError("SGD supports sparse gradients only without momentum")
     g = l2_gradient(param, grad, maximize=maximize, weight_decay=weight_decay)
     if momentum == 0:
         param.add_(g, alpha=-lr)
@@ -77,8 +77,10 @@ class SGD(Optimizer):
 
     Extra keyword: ``lr_in_velocity=False``; ``True`` keeps the notes'
     velocity ``v = mu*v - lr*g`` (Snippet 2.2) instead of torch's buffer.
-    Sparse gradients (``nn.Embedding(sparse=True)``) are accepted without
-    momentum, as in torch.
+    Sparse gradients (``nn.Embedding(sparse=True)``) are accepted, as in
+    torch: without momentum only the rows they touch change; with momentum
+    every row's velocity decays each step, so the gradient is made dense
+    first (torch.optim.SGD's sparse momentum buffer takes the same steps).
     """
 
     update = staticmethod(sgd)
@@ -121,6 +123,9 @@ class SGD(Optimizer):
 
     def _step_scalars(self, step, fresh, group):
         return {"first": fresh}
+
+    def _sparse_touches_every_row(self, group: dict[str, Any]) -> bool:
+        return group["momentum"] != 0
 
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=float(group["lr"]), momentum=group["momentum"], dampening=group["dampening"],
