@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", default="aot_eager", help="torch.compile backend: aot_eager (default, fast) or inductor"
     )
+    parser.add_argument(
+        "--function", metavar="NAME", action="append", default=None, help="check only this Function of ours (repeatable), e.g. Tanh"
+    )
     target = parser.add_argument_group("your own Function")
     target.add_argument("--target", metavar="MODULE:NAME", help="a torch.autograd.Function subclass or a callable")
     target.add_argument(
@@ -150,13 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.compile or args.target) and args.backend not in torch.compiler.list_backends(exclude_tags=()):
         parser.error(f"argument --backend: unknown torch.compile backend {args.backend!r}")
 
+    if args.target is not None and args.function:
+        parser.error("argument --function: checks our own Functions, not a --target")
     if args.target is None:
         for option in ("input", "reference", "require"):
             if getattr(args, option):
                 parser.error(f"argument --{option}: needs --target")
-        report = check_all(
-            eps=args.eps, rtol=args.rtol, seed=args.seed, device=device, compile=args.compile, compile_backend=args.backend
-        )
+        try:
+            report = check_all(
+                eps=args.eps, rtol=args.rtol, seed=args.seed, device=device, compile=args.compile,
+                compile_backend=args.backend, functions=args.function,
+            )  # fmt: skip
+        except ValueError as error:
+            parser.error(f"argument --function: {error}")
         print(f"{PROG}: float64 on {device}, eps={args.eps:g}, seed={args.seed}\n")
         print(report.table())
         return 0 if report.ok else 1

@@ -325,6 +325,7 @@ def check_all(
     device: str | torch.device = "cpu",
     compile: bool = False,
     compile_backend: str = "aot_eager",
+    functions: Sequence[str] | None = None,
 ) -> Report:
     """:func:`verify` every Function of :mod:`cs224n_nn.autograd`, every mode required, in float64.
 
@@ -335,15 +336,24 @@ def check_all(
     float32/float16/bfloat16 against float64, every other device, and torch's
     twin as the reference. ``torch.compile(fullgraph=True)`` costs seconds per
     case, so it runs only with ``compile=True`` (``compile_backend``
-    "aot_eager" or "inductor"). The caller's RNG state is left as it was.
+    "aot_eager" or "inductor"). ``functions`` (names such as "Tanh") keeps
+    only their cases. The caller's RNG state is left as it was.
     """
     eps = _validate_eps(eps)
     rtol = _validate_eps(rtol, "rtol")
     device = torch.device(device)
+    cases = _cases(seed)
+    if functions is not None:
+        functions = [functions] if isinstance(functions, str) else list(functions)
+        known = sorted({function for _, function, _ in cases})
+        unknown = [name for name in functions if name not in known]
+        if unknown:
+            raise ValueError(f"functions names unknown Function(s) {unknown}; the Functions are {known}")
+        cases = [case for case in cases if case[1] in functions]
     options = dict(eps=eps, rtol=rtol, seed=seed, compile_backend=compile_backend, skip=() if compile else ("compile",))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rows = tuple(
             _run_case(name, function_name, build, device=device, options=options)
-            for name, function_name, build in _cases(seed)
+            for name, function_name, build in cases
         )
     return Report(rows)
