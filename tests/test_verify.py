@@ -181,7 +181,7 @@ def test_a_wrong_backward_fails_the_gradient_rows_and_names_the_worst_element(x)
     assert result.worst == worst
     table = result.table()
     assert re.search(r"^notes\s+FAIL\s+worst rel\. error x ", table, re.M)
-    assert f"notes: worst element x{list(worst.index)}: analytic" in table
+    assert re.search(rf"^  notes, .*: worst element x{re.escape(str(list(worst.index)))}: analytic", table, re.M)
 
 
 def test_a_wrong_jvp_fails_the_forward_ad_row_only(x):
