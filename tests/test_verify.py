@@ -296,6 +296,21 @@ def test_a_callable_with_integer_inputs_checks_the_floating_ones_only():
     assert "weight" in result["notes"].detail and "ids" not in result["notes"].detail
 
 
+def test_nondiff_inputs_are_cast_and_moved_but_not_checked():
+    scores, target = torch.randn(4, 3, dtype=f64), torch.tensor([0, 2, 1, 2])
+    weight = torch.tensor([0.5, 1.0, 2.0], dtype=f64)
+
+    def loss(scores, target, weight):
+        assert weight.dtype == scores.dtype  # the dtype rows cast the constant with the scores
+        return torch.nn.functional.cross_entropy(scores, target, weight=weight)
+
+    result = verify(loss, scores, target, weight, nondiff=(2,), **NO_COMPILE)
+    assert result.ok, result.table()
+    assert result["notes"].detail == f"worst rel. error scores {result.notes.inputs[0].max_rel_error:.1e}"
+    with pytest.raises(ValueError, match="nondiff"):
+        verify(loss, scores, target, weight, nondiff=(1,))
+
+
 def test_a_crashing_forward_fails_one_row_and_skips_the_rest(x):
     result = verify(lambda x: x @ x, x)  # (3, 4) @ (3, 4)
     assert result.failed == ("forward",)

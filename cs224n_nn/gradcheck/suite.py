@@ -5,9 +5,10 @@ inputs drawn from a seed and kept clear of kinks (activations away from 0 and
 +-1, hinge margins at least 0.2 from their corner), and torch's own op as the
 reference. Every mode is required of our Functions: "not implemented" is a
 failure here. Dropout keeps one mask, drawn once and passed to
-``Dropout.apply``, so that the checked function is deterministic (and vmap
-needs no ``randomness=``); Embedding is checked with respect to its weight,
-the losses with respect to the scores.
+``Dropout.apply`` as a constant input, so that the checked function is
+deterministic (and vmap needs no ``randomness=``); Embedding is checked with
+respect to its weight (the ids pass through), the losses with respect to the
+scores (targets pass through, class weights are constants).
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ def _graph_runs_through(out: object, function: type) -> bool:
     return False
 
 
-# A case: (name, Function name, build(generator, device) -> (fn, inputs, reference)).
-_Build = Callable[[torch.Generator, torch.device], tuple[Callable[..., torch.Tensor], tuple, Callable[..., torch.Tensor]]]
+# A case: (name, Function name, build(generator, device) -> (fn, inputs, reference, verify options)).
+_Build = Callable[[torch.Generator, torch.device], tuple[Callable[..., torch.Tensor], tuple, Callable[..., torch.Tensor], dict]]
 _Case = tuple[str, str, _Build]
 
 
@@ -191,7 +192,7 @@ def _cases(seed: int) -> list[_Case]:
     def activation(call, reference, kinks=()):
         def build(generator, device):
             x = _clear_of_kinks(3 * randn(generator, 3, 4), kinks)
-            return call, (x.to(device),), reference
+            return call, (x.to(device),), reference, {}
 
         return build
 
@@ -199,29 +200,27 @@ def _cases(seed: int) -> list[_Case]:
         def build(generator, device):
             x, weight = randn(generator, 2, 3, 4).to(device), randn(generator, 5, 4).to(device)
             if not bias:
-                return (lambda x, weight: F.affine(x, weight)), (x, weight), (lambda x, weight: TF.linear(x, weight))
-            return F.affine, (x, weight, randn(generator, 5).to(device)), TF.linear
+                return (lambda x, weight: F.affine(x, weight)), (x, weight), (lambda x, weight: TF.linear(x, weight)), {}
+            return F.affine, (x, weight, randn(generator, 5).to(device)), TF.linear, {}
 
         return build
 
+    # Every tensor a case needs is one of its inputs (ids and targets pass
+    # through, masks and class weights are ``nondiff``), so that verify moves
+    # it with the device row and casts it with the dtype rows.
+
     def dropout(generator, device):
         # One mask, drawn once: the checked function is deterministic and
-        # takes no RNG under vmap. Cast to the input's dtype for the
-        # low-precision checks.
+        # takes no RNG under vmap.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            mask = autograd.keep_mask(torch.empty(4, 5, dtype=torch.float64), 0.3).to(device)
-        return (
-            (lambda x: autograd.Dropout.apply(x, mask.to(x.dtype))),
-            (randn(generator, 4, 5).to(device),),
-            (lambda x: x * mask.to(x.dtype)),
-        )
+            mask = autograd.keep_mask(torch.empty(4, 5, dtype=torch.float64), 0.3)
+        inputs = (randn(generator, 4, 5).to(device), mask.to(device))
+        return autograd.Dropout.apply, inputs, (lambda x, mask: x * mask), dict(nondiff=(1,))
 
     def embedding(generator, device):
         ids = torch.tensor([[0, 2, 2], [5, 0, 1]], device=device)  # repeats exercise the scatter-add
-        return (lambda weight: F.embedding(ids, weight)), (randn(generator, 6, 3).to(device),), (
-            lambda weight: TF.embedding(ids, weight)
-        )
+        return F.embedding, (ids, randn(generator, 6, 3).to(device)), TF.embedding, {}
 
     def max_margin(generator, device):
         s_c = randn(generator, 6)
@@ -230,6 +229,7 @@ def _cases(seed: int) -> list[_Case]:
             (lambda s, s_c: F.max_margin_loss(s, s_c, margin=1.0)),
             (s.to(device), s_c.to(device)),
             (lambda s, s_c: (1.0 + s_c - s).clamp_min(0).mean()),
+            {},
         )
 
     def multiclass_margin(weighted):
@@ -240,13 +240,20 @@ def _cases(seed: int) -> list[_Case]:
             scores = -1.0 + _hinge_gaps(generator, (n, classes))
             scores[torch.arange(n), target] = 0.0
             scores = scores + randn(generator, n, 1)  # a row offset changes no margin
-            weight = (0.5 + torch.rand(classes, generator=generator, dtype=torch.float64)).to(device)
-            target = target.to(device)
-            extra = (lambda s: dict(weight=weight.to(s.dtype))) if weighted else (lambda s: {})
+            weight = 0.5 + torch.rand(classes, generator=generator, dtype=torch.float64)
+            inputs = (scores.to(device), target.to(device))
+            if weighted:
+                return (
+                    (lambda s, target, weight: F.multiclass_max_margin_loss(s, target, margin=1.0, weight=weight)),
+                    (*inputs, weight.to(device)),
+                    (lambda s, target, weight: TF.multi_margin_loss(s, target, p=1, margin=1.0, weight=weight)),
+                    dict(nondiff=(2,)),
+                )
             return (
-                (lambda s: F.multiclass_max_margin_loss(s, target, margin=1.0, **extra(s))),
-                (scores.to(device),),
-                (lambda s: TF.multi_margin_loss(s, target, p=1, margin=1.0, weight=weight.to(s.dtype) if weighted else None)),
+                (lambda s, target: F.multiclass_max_margin_loss(s, target, margin=1.0)),
+                inputs,
+                (lambda s, target: TF.multi_margin_loss(s, target, p=1, margin=1.0)),
+                {},
             )
 
         return build
@@ -255,23 +262,17 @@ def _cases(seed: int) -> list[_Case]:
         def build(generator, device):
             n, classes = 6, 5
             target = torch.randint(classes, (n,), generator=generator)
-            extra = {}
-            if options:
-                target[1] = -100  # ignored row
-                extra = dict(
-                    weight=(0.5 + torch.rand(classes, generator=generator, dtype=torch.float64)).to(device),
-                    ignore_index=-100,
-                    label_smoothing=0.1,
-                )
-            target = target.to(device)
-
-            def options_for(s):  # the class weights in the scores' dtype, as torch asks
-                return {k: v.to(s.dtype) if isinstance(v, torch.Tensor) else v for k, v in extra.items()}
-
+            scores = 3 * randn(generator, n, classes)
+            if not options:
+                return F.softmax_cross_entropy, (scores.to(device), target.to(device)), TF.cross_entropy, {}
+            target[1] = -100  # ignored row
+            weight = 0.5 + torch.rand(classes, generator=generator, dtype=torch.float64)
+            extra = dict(ignore_index=-100, label_smoothing=0.1)
             return (
-                (lambda s: F.softmax_cross_entropy(s, target, **options_for(s))),
-                (3 * randn(generator, n, classes).to(device),),
-                (lambda s: TF.cross_entropy(s, target, **options_for(s))),
+                (lambda s, target, weight: F.softmax_cross_entropy(s, target, weight=weight, **extra)),
+                (scores.to(device), target.to(device), weight.to(device)),
+                (lambda s, target, weight: TF.cross_entropy(s, target, weight=weight, **extra)),
+                dict(nondiff=(2,)),
             )
 
         return build
@@ -309,10 +310,11 @@ def _run_case(name, function_name, build, *, device, options) -> ReportRow:
 
     function = getattr(autograd, function_name)
     generator = torch.Generator().manual_seed(options["seed"])
-    fn, inputs, reference = build(generator, device)
-    probe = tuple(x.detach().requires_grad_() if x.is_floating_point() else x for x in inputs)
+    fn, inputs, reference, extra = build(generator, device)
+    constants = extra.get("nondiff", ())
+    probe = tuple(x.detach().requires_grad_(x.is_floating_point() and i not in constants) for i, x in enumerate(inputs))
     uses_function = _graph_runs_through(fn(*probe), function)
-    verification = verify(fn, *inputs, reference=reference, require=MODES, **options)
+    verification = verify(fn, *inputs, reference=reference, require=MODES, **options, **extra)
     verification = Verification(name, verification.checks, verification.options, verification.notes)
     return ReportRow(name, function_name, verification, uses_function)
 

@@ -116,6 +116,7 @@ _DEFAULTS = dict(
     batch_size=3,  # samples of the vmap check
     compile_backend="aot_eager",  # "inductor" for the full compiler
     skip=(),  # modes not to run (reported as skipped)
+    nondiff=(),  # positions of floating inputs that are constants (class weights, masks): cast and moved, not checked
     names=None,  # input names for the table (default: fn's parameter names)
 )
 
@@ -333,7 +334,8 @@ class _Subject:
         out = []
         for i, x in enumerate(self.inputs):
             if isinstance(x, torch.Tensor):
-                x = x.detach().to(device=device or x.device, dtype=dtype if i in self.wrt and dtype else x.dtype)
+                cast = dtype if dtype is not None and x.is_floating_point() else x.dtype
+                x = x.detach().to(device=device or x.device, dtype=cast)
                 if transform is not None:
                     x = transform(x)
                 if i in self.wrt:
@@ -574,7 +576,10 @@ def _check_low_precision(s: _Subject, mode: str) -> str:
         if reason:
             raise _NotImplementedMode(reason) from error
         raise _Failed(first_line(error)) from error
-    rounded = tuple(x.detach().double().requires_grad_() if i in s.wrt else x for i, x in enumerate(low))
+    rounded = tuple(
+        x.detach().double().requires_grad_(i in s.wrt) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+        for i, x in enumerate(low)
+    )
     s.compare_runs(mode, got, s.values_and_grads(s.call, rounded), rtol, atol)
     dtypes = sorted({str(o.dtype).removeprefix("torch.") for o in got[0]})
     return f"output {', '.join(dtypes)}; rtol {rtol:g} against float64"
@@ -669,6 +674,10 @@ def _options(options: dict) -> dict:
     if isinstance(merged["batch_size"], bool) or not isinstance(merged["batch_size"], int) or merged["batch_size"] < 1:
         raise ValueError(f"batch_size must be a positive int, got {merged['batch_size']!r}")
     merged["skip"] = _modes(merged["skip"], "skip")
+    nondiff = (merged["nondiff"],) if isinstance(merged["nondiff"], int) else tuple(merged["nondiff"])
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in nondiff):
+        raise TypeError(f"nondiff must hold input positions (ints), got {merged['nondiff']!r}")
+    merged["nondiff"] = nondiff
     return merged
 
 
@@ -697,7 +706,7 @@ def verify(
             (the floating-point ones are checked).
         inputs: example inputs. Floating-point tensors are checked (as
             detached float64 copies); integer tensors and other values are
-            passed through unchanged.
+            passed through (tensors moved to each device checked).
         reference: a callable with ``fn``'s signature whose values and
             gradients ``fn`` must equal (say torch's own op).
         require: modes that must be implemented: "not implemented" there is
@@ -705,7 +714,9 @@ def verify(
         options: ``eps``, ``rtol``, ``floor`` (the notes' check),
             ``atol_torch``/``rtol_torch`` (torch's gradcheck),
             ``compare_rtol``/``compare_atol`` (float64 comparisons), ``seed``,
-            ``batch_size`` (vmap), ``compile_backend`` ("aot_eager" by default,
+            ``batch_size`` (vmap), ``nondiff`` (positions of floating inputs that
+            are constants, such as class weights: cast with the dtype rows and
+            moved with the device row, never differentiated), ``compile_backend`` ("aot_eager" by default,
             "inductor" for the full compiler), ``skip`` (modes not to run),
             ``names`` (input names for the table).
 
@@ -718,13 +729,19 @@ def verify(
     required = set(_modes(require, "require"))
     if reference is not None and not callable(reference):
         raise TypeError(f"reference must be callable, got {type(reference).__name__}")
-    wrt = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    nondiff = options["nondiff"]
+    floating = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    if any(i not in floating for i in nondiff):
+        raise ValueError(f"nondiff={nondiff} must name positions of floating-point tensor inputs {floating}")
+    wrt = [i for i in floating if i not in nondiff]
     if not wrt:
-        raise ValueError("verify needs at least one floating-point tensor among the inputs")
+        raise ValueError("verify needs at least one floating-point tensor among the inputs (not in nondiff)")
     names = list(options["names"]) if options["names"] is not None else _input_names(fn, len(inputs))
     if len(names) != len(inputs):
         raise ValueError(f"names has {len(names)} entries for {len(inputs)} inputs")
-    float64 = tuple(x.detach().to(torch.float64).requires_grad_() if i in wrt else x for i, x in enumerate(inputs))
+    float64 = tuple(
+        x.detach().to(torch.float64).requires_grad_(i in wrt) if i in floating else x for i, x in enumerate(inputs)
+    )
     subject = _Subject(call, float64, names, wrt, options, reference)
 
     checks = []
