@@ -138,18 +138,28 @@ def statuses(result: Verification) -> dict[str, str]:
 
 
 def test_a_correct_function_passes_every_row(x):
-    # compile aside: see test_compile_row (dynamo does not trace a Function with a custom jvp)
-    required = tuple(mode for mode in MODES if mode != "compile")
-    result = verify(Swish, x, reference=swish_reference, require=required, **NO_COMPILE)
+    result = verify(Swish, x, reference=swish_reference, require=tuple(m for m in MODES if m != "compile"))
     assert result.ok and result.failed == (), result.table()
     assert [c.name for c in result] == list(MODES)
-    expected_skips = {"compile"} | ({"devices"} if not torch.cuda.is_available() else set())
+    expected_skips = {"devices"} if not torch.cuda.is_available() else set()
     assert {name for name, status in statuses(result).items() if status == "skipped"} == expected_skips
-    assert all(status == "ok" for name, status in statuses(result).items() if name not in expected_skips)
+    for name, status in statuses(result).items():
+        if name == "compile":
+            # torch 2.13's dynamo traces no Function with a custom jvp: torch's limit, shown as such
+            assert status == "ok" or "custom jvp" in result["compile"].detail, result["compile"]
+        elif name not in expected_skips:
+            assert status == "ok", (name, status)
     table = result.table()
     assert table.startswith("verify(Swish)") and "FAILED" not in table
     for mode in MODES:
-        assert re.search(rf"^{mode}\s+(ok|skipped)", table, re.M), mode
+        assert re.search(rf"^{mode}\s+(ok|skipped|not implemented)", table, re.M), mode
+
+
+def test_a_required_mode_torch_cannot_compile_fails(x):
+    result = verify(Swish, x, require=("compile",))
+    assert result.ok == (result["compile"].status == "ok")
+    if not result.ok:
+        assert result.failed == ("compile",) and "custom jvp" in result["compile"].detail
 
 
 def test_compile_row_passes_a_function_dynamo_can_trace(x):
@@ -410,9 +420,9 @@ def user_module(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "argv, code, shown",
     [
-        (["--target", "my_ops:SwishWithoutJvp", "--input", "float64[3,4]", "--reference", "my_ops:silu"], 0, "ok:"),
+        (["--target", "my_ops:Swish", "--input", "float64[3,4]", "--reference", "my_ops:silu"], 0, "ok:"),
         (["--target", "my_ops:SwishForgetsProductRule", "--input", "float32[5]"], 1, "FAILED: notes"),
-        (["--target", "my_ops:SwishBeta2", "--input", "float64[4]", "--reference", "my_ops:silu"], 1, "reference: worst element output 0"),
+        (["--target", "my_ops:SwishBeta2", "--input", "float64[4]", "--reference", "my_ops:silu"], 1, "FAILED: reference\n"),
         (["--target", "my_ops:SwishWithoutJvp", "--input", "float64[4]"], 0, "not implemented"),
         (["--target", "my_ops:SwishWithoutJvp", "--input", "float64[4]", "--require", "forward_ad"], 1, "FAILED: forward_ad"),
         (["--target", "my_ops:lookup", "--input", "float64[6,3]", "--input", "int64[2,4]<6"], 0, "ok:"),

@@ -24,7 +24,8 @@ one :class:`Check` per mode (the names below are also what ``require`` takes):
 ========================  ================================================================
 
 A mode the Function does not implement (no ``jvp``, no vmap rule, a
-``once_differentiable`` backward, a dtype without kernels) reads
+``once_differentiable`` backward, a dtype without kernels, or a ``jvp`` that
+torch.compile cannot trace) reads
 "not implemented" with torch's reason and is no failure, unless it is
 named in ``require``. A mode that cannot run here (no reference given, no
 second device, no input that can be strided) reads "skipped".
@@ -103,6 +104,10 @@ _NOT_IMPLEMENTED = (
     "has not been implemented yet",  # forward AD of an aten op
     "derivative for aten::",  # "... is not implemented": double backward of an aten op
 )
+
+# Graph breaks that are torch's limits rather than the Function's mistakes:
+# dynamo (torch 2.13) traces no autograd.Function with a custom jvp or vjp.
+_COMPILE_UNSUPPORTED = ("Unsupported custom jvp", "Unsupported custom vjp")
 
 _DEFAULTS = dict(
     eps=1e-5,  # step of the notes' central difference
@@ -540,6 +545,8 @@ def _check_compile(s: _Subject) -> str:
         got = s.values_and_grads(compiled, s.cast())
     except Exception as error:
         reason = _graph_break(error)
+        if reason and any(marker in str(error) for marker in _COMPILE_UNSUPPORTED):
+            raise _NotImplementedMode(reason) from error  # torch's limit, not the Function's mistake
         raise _Failed(reason or first_line(error)) from error
     s.compare_runs("compile", got, eager, s.options["compare_rtol"], s.options["compare_atol"])
     return f"backend={backend}, fullgraph: values and gradients equal eager"
