@@ -490,3 +490,30 @@ def test_the_command_takes_targets_from_the_current_folder_and_never_tracebacks(
     assert "verify(cube)" in ok.stdout and re.search(r"^compile\s+ok", ok.stdout, re.M)
     bad = run("--target", "missing_op:cube", "--input", "float64[4]")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_one_of_our_functions_with_a_jvp_and_an_out_of_place_backward_passes_every_required_mode():
+    # What check_all requires of cs224n_nn.autograd, shown on a subclass of our Sigmoid.
+    from cs224n_nn import autograd
+
+    class SigmoidWithJvp(autograd.Sigmoid):
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+            ctx.save_for_forward(output)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad * y * (1 - y)
+
+        @staticmethod
+        def jvp(ctx, tangent):
+            (y,) = ctx.saved_tensors
+            return tangent * y * (1 - y)
+
+    x = 3 * torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=f64)
+    result = verify(SigmoidWithJvp, x, reference=torch.sigmoid, require=[m for m in MODES if m != "compile"], **NO_COMPILE)
+    assert result.ok, result.table()
+    for mode in ("forward_ad", "batched_grad", "batched_forward_grad", "vmap"):
+        assert result[mode].status == "ok"

@@ -262,7 +262,7 @@ def _graph_break(error: BaseException) -> str | None:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     what = lines[0] if lines else type(error).__name__
     explanation = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Explanation:")), "")
-    where = [line for line in lines if line.startswith("File ")]
+    where = [line for line in lines if line.startswith("File ") and __file__ not in line]  # not our wrapper
     at = f" ({where[-1]})" if where else ""
     return f"graph break: {what}" + (f": {explanation}" if explanation else "") + at
 
