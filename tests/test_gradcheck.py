@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import subprocess
 import sys
 
@@ -251,17 +252,40 @@ FUNCTIONS = [
 ]  # fmt: skip
 
 
+COLUMNS = ("worst rel. error", "gradcheck", "gradgradcheck", "forward AD", "batched grad", "batched fwd grad", "vmap")
+
+
 @pytest.fixture(scope="module")
 def report() -> Report:
-    return check_all()
+    state = torch.get_rng_state()
+    report = check_all()
+    assert torch.equal(torch.get_rng_state(), state), "check_all changed the caller's RNG state"
+    return report
 
 
 def test_check_all_passes_every_case(report):
+    # Needs every mode of every Function: forward AD (jvp) and batched backward included.
     failures = [f"{row.name}: {row.error}" for row in report if not row.ok]
     assert report.ok, "\n".join(failures)
     for row in report:
         assert row.uses_function and row.notes_ok and row.gradcheck_ok and row.gradgradcheck_ok
         assert row.max_rel_error < 1e-6
+        for check in row.verification:
+            assert check.status == "ok" or check.name in ("compile", "devices"), (row.name, check)
+
+
+def test_check_all_requires_every_mode_and_reports_each_in_a_column(report):
+    from cs224n_nn.gradcheck import MODES
+
+    for row in report:
+        assert [check.name for check in row.verification] == list(MODES)
+        assert row.verification["compile"].status == "skipped"  # only with compile=True
+        assert row.verification["reference"].status != "skipped"  # torch's twin
+        # a mode our Function lacks is a failure here, never a silent "not implemented"
+        assert not any(check.status == "not implemented" for check in row.verification)
+    header = report.table().splitlines()[0]
+    for column in COLUMNS:
+        assert f"  {column}  " in header, column
 
 
 def test_check_all_covers_every_function_of_the_autograd_package(report):
@@ -276,41 +300,56 @@ def test_check_all_covers_every_function_of_the_autograd_package(report):
     assert {row.function for row in report} == exported
 
 
-def test_check_all_leaves_the_rng_alone():
-    state = torch.get_rng_state()
-    check_all()
-    assert torch.equal(torch.get_rng_state(), state)
-
-
 def test_check_all_catches_a_broken_backward(monkeypatch):
     from cs224n_nn import autograd
 
     # a sign error, like the notes' sigmoid derivative
     monkeypatch.setattr(autograd.Sigmoid, "backward", staticmethod(lambda ctx, grad: -grad))
-    report = check_all()
+    report = check_all(functions=("Sigmoid", "Tanh"))
     rows = {row.name: row for row in report}
-    assert not report.ok
-    assert not rows["Sigmoid"].ok and not rows["Sigmoid"].notes_ok and not rows["Sigmoid"].gradcheck_ok
-    assert rows["Sigmoid"].error
-    assert rows["Tanh"].ok
+    assert not report.ok and set(rows) == {"Sigmoid", "Tanh"}
+    sigmoid = rows["Sigmoid"]
+    assert not sigmoid.ok and not sigmoid.notes_ok and not sigmoid.gradcheck_ok
+    assert {"notes", "gradcheck_fast", "gradcheck_full", "reference"} <= set(sigmoid.verification.failed)
+    assert sigmoid.error and "notes: worst rel. error" in sigmoid.error
+    assert sigmoid.verification["notes"].worst.input == "x"
+    assert rows["Tanh"].notes_ok and rows["Tanh"].gradcheck_ok and rows["Tanh"].gradgradcheck_ok
+    assert "Sigmoid:\n    notes: worst rel. error" in report.table()
+
+
+def test_check_all_catches_a_missing_jvp_as_a_failure(monkeypatch):
+    from cs224n_nn import autograd
+
+    monkeypatch.setattr(autograd.Tanh, "jvp", staticmethod(torch.autograd.Function.jvp))
+    (row,) = check_all(functions="Tanh")
+    assert not row.ok and "forward_ad" in row.verification.failed
+    assert row.verification["forward_ad"].detail.startswith("required, but not implemented: You must implement the jvp")
+    header, _, line = Report((row,)).table().splitlines()[:3]
+    assert line[header.index("forward AD") :].split()[0] == "n/i"  # the column says why, the case fails
+
+
+def test_check_all_bad_functions():
+    with pytest.raises(ValueError, match="unknown Function"):
+        check_all(functions=("Swish",))
 
 
 def test_main_prints_the_table_and_returns_zero(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    for header in ("Function", "worst rel. error", "gradcheck", "gradgradcheck"):
+    for header in ("Function", *COLUMNS):
         assert header in out
     for name in FUNCTIONS:
         assert any(line.startswith(name) for line in out.splitlines()), name
-    assert "FAIL" not in out
+    assert "FAIL" not in out and re.search(r"^ok: all \d+ cases passed$", out, re.M)
 
 
 def test_main_returns_non_zero_on_failure(monkeypatch, capsys):
     from cs224n_nn import autograd
 
     monkeypatch.setattr(autograd.Tanh, "backward", staticmethod(lambda ctx, grad: 2 * grad))
-    assert main(["--seed", "3"]) == 1
-    assert "FAIL" in capsys.readouterr().out
+    assert main(["--seed", "3", "--function", "Tanh"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "Tanh:\n    notes:" in out
 
 
 @pytest.mark.parametrize(
@@ -322,13 +361,16 @@ def test_main_returns_non_zero_on_failure(monkeypatch, capsys):
         (["--seed", "x"], "--seed"),
         (["--device", "nonsense"], "--device"),
         (["--colour"], "unrecognized"),
+        (["--function", "Swish"], "--function"),
+        (["--compile", "--backend", "nonsense"], "--backend"),
     ],
 )
 def test_main_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -340,21 +382,22 @@ def test_main_cuda_without_cuda(capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_check_all_on_cuda():
-    assert check_all(device="cuda").ok
+    report = check_all(device="cuda")
+    assert report.ok, report.table()
 
 
 def test_the_command_runs_without_lightning():
     # -X importtime lists every module imported: Lightning must not be among them.
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cs224n_nn.cli", "gradcheck", "--seed", "1"],
+        [sys.executable, "-X", "importtime", "-m", "cs224n_nn.cli", "gradcheck", "--seed", "1", "--function", "Affine"],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ok: all" in done.stdout
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # pass or fail is test_main_prints_the_table's job
+    assert done.stdout.splitlines()[2].startswith("Function") and "Affine (no bias)" in done.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line]
     assert "torch" in imported and "cs224n_nn.functional" in imported  # the listing was read
     assert not [name for name in imported if "lightning" in name]
     help_ = subprocess.run([sys.executable, "-m", "cs224n_nn.gradcheck", "--help"], capture_output=True, text=True)
-    assert help_.returncode == 0 and "--eps" in help_.stdout
+    assert help_.returncode == 0 and "--eps" in help_.stdout and "--target" in help_.stdout
