@@ -98,9 +98,10 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
                      mean_pm_sd(held_out[lr]) if all(map(math.isfinite, held_out[lr])) else "inf (non-finite)",
                      " / ".join(f"{f:.3g}" for f in finals)])
     ax_curve.set_yscale("log")
+    ax_curve.set_ylim(top=10 * start)  # diverging curves leave through the top instead of squashing the rest
     ax_curve.set_xlabel("SGD step")
     ax_curve.set_ylabel("training loss (full training set)")
-    ax_curve.set_title(f"training loss, seed {seeds[0]} (a curve that stops went non-finite)")
+    ax_curve.set_title(f"training loss, seed {seeds[0]} (cut at 10x the start)")
     ax_curve.legend(fontsize=6, ncol=2)
     means = [mean_sd([min(final(r[1]), 1e3) for r in results[lr]]) for lr in lrs]
     ax_final.errorbar(lrs, [m for m, _ in means], yerr=[sd for _, sd in means], fmt="o-", capsize=3)
@@ -108,7 +109,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     ax_final.set_xscale("log")
     ax_final.set_yscale("log")
     ax_final.set_xlabel("learning rate")
-    ax_final.set_ylabel(f"final training loss (mean ± sd, {len(seeds)} seed(s); non-finite drawn at 1e3)")
+    ax_final.set_ylabel(f"final training loss, mean ± sd of {len(seeds)}\n(non-finite drawn at 1e3)")
     ax_final.set_title("final loss against the learning rate")
     ax_final.legend(fontsize=7)
     fig.suptitle(f"SGD learning-rate sweep: Linear({N_FEATURES}, {HIDDEN}) - ReLU - Linear({HIDDEN}, {N_CLASSES}), "

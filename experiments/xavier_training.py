@@ -41,7 +41,7 @@ def build(activation, init_fn) -> torch.nn.Sequential:
 def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     seed_all(seed)
     plt = pyplot()
-    n, steps, batch, every = (200, 20, 16, 5) if quick else (4000, 2000, 16, 50)
+    n, steps, batch, every = (200, 20, 16, 5) if quick else (4000, 1500, 16, 50)
     seeds = seeds_for(seed, quick)
     results: dict[tuple[str, str], list] = {(a, i): [] for a in ACTIVATIONS for i in INITS}
     progress = Progress(NAME, len(seeds) * len(results))
