@@ -72,9 +72,9 @@ def cli(run: RunFn, name: str, argv: Sequence[str] | None = None, description: s
     seconds = time.perf_counter() - start
     for path in written:
         if path.suffix == ".md":  # the wall time goes with the table it made, not into prose
-            with path.open("a") as table:
-                table.write(f"\nWall time of this run: {seconds:.0f} s ({'quick' if args.quick else 'full'} mode, "
-                            f"seed {args.seed}, {args.threads} thread(s)).\n")
+            text = path.read_text() + (f"\nWall time of this run: {seconds:.0f} s ({'quick' if args.quick else 'full'} "
+                                       f"mode, seed {args.seed}, {args.threads} thread(s)).\n")
+            replace_atomically(path, lambda tmp: tmp.write_text(text))
     print(f"[{name}] done in {seconds:.1f} s; wrote:")
     for path in written:
         print(f"  {path}")
@@ -211,14 +211,29 @@ def pyplot():
     return plt
 
 
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(temporary)`` into a temporary file in ``path``'s folder, fsync it, then
+    ``os.replace`` it onto ``path``: a run killed half-way never leaves a truncated table or
+    figure where a good one was."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def save_figure(fig, out: Path, filename: str) -> Path:
-    path = out / filename
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return path
+    fig.tight_layout()
+    try:
+        return replace_atomically(out / filename, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -244,12 +259,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 def write_table(out: Path, filename: str, title: str, headers: Sequence[str], rows: Sequence[Sequence],
                 notes: Sequence[str] = ()) -> Path:
     """Write ``# title``, the table, then one paragraph per note."""
-    path = out / filename
     text = f"# {title}\n\n{markdown_table(headers, rows)}\n"
     for note in notes:
         text += f"\n{note}\n"
-    path.write_text(text)
-    return path
+    return replace_atomically(out / filename, lambda tmp: tmp.write_text(text))
 
 
 # -- NER data -------------------------------------------------------------------------------

@@ -223,3 +223,21 @@ def test_bad_thread_count_is_refused(capsys):
         runner.main(["activations", "--threads", "0"])
     assert exit_info.value.code == 2
     assert "--threads: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_the_old_table_and_no_temporary(tmp_path: Path):
+    from experiments._common import replace_atomically
+
+    table = tmp_path / "t.md"
+    table.write_text("old")
+
+    def broken(temporary: Path) -> None:
+        temporary.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        replace_atomically(table, broken)
+    assert table.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.md"]
+    replace_atomically(table, lambda temporary: temporary.write_text("new"))
+    assert table.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
