@@ -222,8 +222,10 @@ class _Whitening(FittedTransform):
     scale. Here ``U, S`` come from the SVD of the training covariance
     ``C = x'^T x' / n`` (symmetric positive semi-definite, so ``C = U S U^T``:
     ``U`` holds the principal directions as columns and ``S`` the variance
-    along each). The notes' ``U x'`` (examples as columns) is ``x' @ U`` in
-    our row layout, and dividing by ``sqrt(S)`` gives unit variance.
+    along each). The notes print ``U X'``; the projection onto the columns of
+    ``U`` is ``U^T X'`` (examples as columns), which is ``x' @ U`` in our row
+    layout, and dividing by ``sqrt(S)`` (not by the singular values of ``X'``,
+    which would leave variance ``1/n``) gives unit variance (docs/errata.md, 14).
 
     Zero or tiny singular values (constant or linearly dependent features,
     or ``n_samples <= n_features``): the notes say to "divide by a small

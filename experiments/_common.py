@@ -41,7 +41,10 @@ def _positive_int(text: str) -> int:
 def parser(name: str, description: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"cs224n-nn experiment {name}", description=description)
     p.add_argument("--quick", action="store_true", help="a few steps only (what the tests run)")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"where figures and tables go (default {RESULTS})")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where figures and tables go (default: a new run folder "
+                        "lightning_logs/experiments/NAME/version_N under the current directory; "
+                        f"pass --out {RESULTS.relative_to(ROOT)} to replace the committed results)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
     return p
@@ -50,6 +53,9 @@ def parser(name: str, description: str | None = None) -> argparse.ArgumentParser
 def cli(run: RunFn, name: str, argv: Sequence[str] | None = None, description: str | None = None) -> int:
     """Parse ``[--quick] [--out DIR] [--seed N] [--threads N]``, run, and list what was written."""
     args = parser(name, description).parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.out is None:
+        args.out = new_run_folder(name)
+        print(f"[{name}] writing into {args.out}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     # One intra-op thread by default: these models are small, and on a shared 2-core machine two
     # threads that wait on each other made a step ~30x slower (90 ms against 2.5 ms) than one.
@@ -63,13 +69,60 @@ def cli(run: RunFn, name: str, argv: Sequence[str] | None = None, description: s
         return 1
     finally:
         torch.set_num_threads(previous_threads)  # the caller (a test session, say) keeps its setting
-    print(f"[{name}] done in {time.perf_counter() - start:.1f} s; wrote:")
+    seconds = time.perf_counter() - start
+    for path in written:
+        if path.suffix == ".md":  # the wall time goes with the table it made, not into prose
+            text = path.read_text() + (f"\nWall time of this run: {seconds:.0f} s ({'quick' if args.quick else 'full'} "
+                                       f"mode, seed {args.seed}, {args.threads} thread(s)).\n")
+            replace_atomically(path, lambda tmp: tmp.write_text(text))
+    print(f"[{name}] done in {seconds:.1f} s; wrote:")
     for path in written:
         print(f"  {path}")
     return 0
 
 
+def new_run_folder(name: str, base: Path | None = None) -> Path:
+    """A fresh ``lightning_logs/experiments/NAME/version_N`` (N one past the highest there),
+    so that a plain run never overwrites the committed files in ``experiments/results``."""
+    parent = (base or Path.cwd() / "lightning_logs" / "experiments") / name
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name.split("_", 1)[1]) for p in parent.glob("version_*") if p.name.split("_", 1)[1].isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        folder = parent / f"version_{version}"
+        try:
+            folder.mkdir()  # atomic: two runs started together cannot share a folder
+            return folder
+        except FileExistsError:
+            version += 1
+
+
 # -- seeding and progress -------------------------------------------------------------------
+
+
+SEEDS = 3  # full runs whose claims rest on small differences repeat over this many seeds
+
+
+def seeds_for(seed: int, quick: bool, n: int = SEEDS) -> list[int]:
+    """``[seed, seed + 1, ...]``: ``n`` seeds for a full run, one for a quick one."""
+    return [seed] if quick else [seed + i for i in range(n)]
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def mean_pm_sd(values: Sequence[float], digits: int = 3) -> str:
+    """A table cell ``mean ± sd`` over seeds (``mean`` alone for one seed): the mean to ``digits``
+    significant figures, the sd to 2."""
+    mean, sd = mean_sd(values)
+    return fmt(mean, digits) if len(values) < 2 else f"{fmt(mean, digits)} ± {fmt(sd, 2)}"
+
 
 
 def seed_all(seed: int) -> torch.Generator:
@@ -104,6 +157,44 @@ class Progress:
             print(line, flush=True)
 
 
+# -- small synthetic problems ---------------------------------------------------------------
+
+
+def gaussian_classes(n: int, centres: torch.Tensor, generator: torch.Generator,
+                     flip: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points: a class drawn uniformly, a unit Gaussian around its row of
+    ``centres`` (one row per class), and a fraction ``flip`` of the labels
+    redrawn at random (label noise, so no model reaches zero loss)."""
+    n_classes, n_features = centres.shape
+    y = torch.randint(n_classes, (n,), generator=generator)
+    x = centres[y] + torch.randn(n, n_features, generator=generator)
+    flipped = torch.rand(n, generator=generator) < flip
+    y[flipped] = torch.randint(n_classes, (int(flipped.sum()),), generator=generator)
+    return x, y
+
+
+def mlp(sizes: Sequence[int], activation: Callable[[], torch.nn.Module]) -> torch.nn.Sequential:
+    """Our ``nn.Linear`` layers of ``sizes[0] -> ... -> sizes[-1]`` with ``activation()``
+    between them (none after the last), Xavier-initialised with zero biases
+    (:func:`cs224n_nn.init.init_module_`)."""
+    from cs224n_nn import init, nn
+
+    layers: list[torch.nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return init.init_module_(torch.nn.Sequential(*layers))
+
+
+def full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Our softmax cross-entropy of ``model`` on the whole of ``(x, y)``, without a graph."""
+    from cs224n_nn import nn
+
+    with torch.no_grad():
+        return nn.CrossEntropyLoss()(model(x), y).item()
+
+
 # -- figures and tables ---------------------------------------------------------------------
 
 
@@ -120,14 +211,29 @@ def pyplot():
     return plt
 
 
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(temporary)`` into a temporary file in ``path``'s folder, fsync it, then
+    ``os.replace`` it onto ``path``: a run killed half-way never leaves a truncated table or
+    figure where a good one was."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def save_figure(fig, out: Path, filename: str) -> Path:
-    path = out / filename
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return path
+    fig.tight_layout()
+    try:
+        return replace_atomically(out / filename, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -153,12 +259,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 def write_table(out: Path, filename: str, title: str, headers: Sequence[str], rows: Sequence[Sequence],
                 notes: Sequence[str] = ()) -> Path:
     """Write ``# title``, the table, then one paragraph per note."""
-    path = out / filename
     text = f"# {title}\n\n{markdown_table(headers, rows)}\n"
     for note in notes:
         text += f"\n{note}\n"
-    path.write_text(text)
-    return path
+    return replace_atomically(out / filename, lambda tmp: tmp.write_text(text))
 
 
 # -- NER data -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from experiments._common import cli
 
 HERE = Path(__file__).resolve().parent
 
-# In the order of issue 6: the maths-only experiments first, then those on NER.
+# In the order of issue 6 (the maths-only experiments first, then those on NER), then issue 16's.
 EXPERIMENTS = (
     "activations",
     "gradient_check",
@@ -28,6 +28,13 @@ EXPERIMENTS = (
     "notes_objective",
     "vectorisation",
     "preprocessing",
+    # issue 16: the notes' claims nothing tested before
+    "dead_units",
+    "learning_rates",
+    "margin_scaling",
+    "xavier_training",
+    "adaptive_steps",
+    "gradient_cost",
 )
 
 

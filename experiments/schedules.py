@@ -20,21 +20,12 @@ from pathlib import Path
 
 import torch
 
-from cs224n_nn import init, nn, optim
-from experiments._common import Progress, cli, pyplot, save_figure, seed_all, write_table
+from cs224n_nn import nn, optim
+from experiments._common import Progress, cli, full_loss, gaussian_classes, mlp, pyplot, save_figure, seed_all, write_table
 
 NAME = "schedules"
 LR0 = 0.5
 N_FEATURES, N_CLASSES, HIDDEN = 20, 5, 64
-
-
-def make_data(n: int, centres: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian clusters around ``centres`` (one row per class), 10 % of the labels flipped at random."""
-    y = torch.randint(N_CLASSES, (n,), generator=generator)
-    x = centres[y] + torch.randn(n, N_FEATURES, generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.1
-    y[flip] = torch.randint(N_CLASSES, (int(flip.sum()),), generator=generator)
-    return x, y
 
 
 def schedules(steps: int) -> dict[str, callable]:
@@ -47,21 +38,15 @@ def schedules(steps: int) -> dict[str, callable]:
     }
 
 
-def full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return nn.CrossEntropyLoss()(model(x), y).item()
-
-
 def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     gen = seed_all(seed)
     plt = pyplot()
     n, steps, batch, every = (200, 20, 8, 5) if quick else (4000, 4000, 8, 40)
     centres = torch.randn(N_CLASSES, N_FEATURES, generator=gen) * 0.6
-    x_train, y_train = make_data(n, centres, gen)
-    x_test, y_test = make_data(n, centres, gen)
+    x_train, y_train = gaussian_classes(n, centres, gen)
+    x_test, y_test = gaussian_classes(n, centres, gen)
     batches = torch.randint(n, (steps, batch), generator=gen)  # the same mini-batches for every schedule
-    template = init.init_module_(torch.nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.Tanh(),
-                                                     nn.Linear(HIDDEN, N_CLASSES)))
+    template = mlp([N_FEATURES, HIDDEN, N_CLASSES], nn.Tanh)
     loss_fn = nn.CrossEntropyLoss()
 
     curves = {}

@@ -42,8 +42,8 @@ def first_cells(path: Path) -> list[str]:
 
 def expected_first_cells(name: str) -> list[str]:
     """What the first column of each experiment's table must list."""
-    from experiments import (activations, decision_boundary, ner_activations, objectives, optimizers,
-                             preprocessing, schedules)
+    from experiments import (activations, adaptive_steps, decision_boundary, initialisation, learning_rates,
+                             margin_scaling, ner_activations, objectives, optimizers, preprocessing, schedules)
 
     return {
         "activations": [a[0] for a in activations.ACTIVATIONS],
@@ -52,12 +52,18 @@ def expected_first_cells(name: str) -> list[str]:
         "decision_boundary": [d for d in decision_boundary.DATASETS for _ in decision_boundary.MODELS],
         "optimizers": list(optimizers.OPTIMIZERS),
         "schedules": list(schedules.schedules(20)),
-        "regularisation": ["L2", "L2", "L2", "dropout"],
+        "regularisation": ["L2", "L2", "dropout"],
         "ner_activations": sorted(ner_activations.ACTIVATIONS),  # the table is sorted by F1: compare as sets
         "objectives": list(objectives.OBJECTIVES),
         "notes_objective": ["before training", "after training"],
         "vectorisation": ["1", "10", "500", "500 (the notes, numpy)"],
         "preprocessing": list(preprocessing.stages()),
+        "dead_units": [a[0] for a in activations.ACTIVATIONS],
+        "learning_rates": [f"{lr:g}" for lr in learning_rates.LRS[::3]],
+        "margin_scaling": [s for s in margin_scaling.SETTINGS for _ in margin_scaling.MARGINS],
+        "xavier_training": [a for a in initialisation.ACTIVATIONS for _ in initialisation.INITS],
+        "adaptive_steps": list(adaptive_steps.OPTIMIZERS),
+        "gradient_cost": ["2", "4", "8"],
     }[name]
 
 
@@ -97,6 +103,62 @@ def test_central_difference_is_second_order(quick_results: Path):
     slopes = {(row[0], row[1]): float(row[2]) for row in table_rows(quick_results / "gradient_check.md")}
     assert slopes["float64", "central"] == pytest.approx(2.0, abs=0.3)
     assert slopes["float64", "one-sided"] == pytest.approx(1.0, abs=0.3)
+
+
+def rows_by_first_cell(path: Path) -> dict[str, list[str]]:
+    return {row[0]: row for row in table_rows(path)}
+
+
+@pytest.mark.slow
+def test_numerical_gradient_makes_two_forward_passes_per_parameter(quick_results: Path):
+    for row in table_rows(quick_results / "gradient_cost.md"):
+        assert int(row[2]) == 2 * int(row[1]), row  # the notes' "two forward passes" per parameter
+        assert float(row[4]) < 1e-6, row  # and it agrees with backprop
+
+
+@pytest.mark.slow
+def test_adagrad_steps_never_grow_rmsprop_steps_do(quick_results: Path):
+    rows = rows_by_first_cell(quick_results / "adaptive_steps.md")
+    adagrad, rmsprop, sgd = (rows[name] for name in ("AdaGrad (lr 0.1)", "RMSProp (lr 0.01)", "SGD (lr 1)"))
+    assert int(adagrad[5]) == 0 and int(rmsprop[5]) > 0
+    assert float(adagrad[4]) > 1  # the rarest rows take larger steps than the most frequent
+    assert [float(c) for c in sgd[1:4]] == pytest.approx([1.0, 1.0, 1.0])  # SGD's step is lr everywhere
+
+
+@pytest.mark.slow
+def test_adapted_margin_follows_the_margin_one_run_exactly(quick_results: Path):
+    for row in table_rows(quick_results / "margin_scaling.md"):
+        if row[0] == "adapted":
+            assert float(row[4]) == 0.0, row  # same pair accuracy at every checkpoint
+            assert float(row[5]) < 1e-9, row  # scores are Delta times the margin-1 run's
+
+
+@pytest.mark.slow
+def test_learning_rate_sweep_finds_divergence_and_crawling(quick_results: Path):
+    verdicts = {row[0]: row[1] for row in table_rows(quick_results / "learning_rates.md")}
+    assert verdicts["30"] == "diverged"
+    assert verdicts["0.0001"] == "crawling"
+    assert "tuned" in verdicts.values()
+
+
+@pytest.mark.slow
+def test_only_relu_and_hard_tanh_can_have_dead_units(quick_results: Path):
+    rows = rows_by_first_cell(quick_results / "dead_units.md")
+    for name in ("sigmoid", "tanh", "soft sign", "leaky ReLU (0.1)"):
+        assert float(rows[name][2]) == 0.0, rows[name]  # f'(z) is never exactly 0 for these
+
+
+def test_a_plain_run_writes_into_a_new_run_folder(monkeypatch, tmp_path: Path, capsys):
+    results = ROOT / "experiments" / "results"
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    for version in (0, 1):
+        assert runner.main(["activations", "--quick"]) == 0
+        folder = tmp_path / "lightning_logs" / "experiments" / "activations" / f"version_{version}"
+        assert f"writing into {folder}" in capsys.readouterr().out
+        assert (folder / "activations.png").is_file()
+        assert "Wall time of this run:" in (folder / "activations.md").read_text()
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before  # nothing committed was touched
 
 
 def test_list_names_every_experiment(capsys):
@@ -161,3 +223,21 @@ def test_bad_thread_count_is_refused(capsys):
         runner.main(["activations", "--threads", "0"])
     assert exit_info.value.code == 2
     assert "--threads: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_the_old_table_and_no_temporary(tmp_path: Path):
+    from experiments._common import replace_atomically
+
+    table = tmp_path / "t.md"
+    table.write_text("old")
+
+    def broken(temporary: Path) -> None:
+        temporary.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        replace_atomically(table, broken)
+    assert table.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.md"]
+    replace_atomically(table, lambda temporary: temporary.write_text("new"))
+    assert table.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
