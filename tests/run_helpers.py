@@ -25,5 +25,6 @@ class ScriptedScore(pl.Callback):
         self.scores = scores
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
+        # only inside fit: the re-validation after training is not an epoch
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
             pl_module.log("test/score", float(self.scores[trainer.current_epoch]))

@@ -109,7 +109,8 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
 
 def _best_score(checkpoint: dict) -> torch.Tensor:
     # The forced best-by-dev-F1 ModelCheckpoint keeps the best val/f1 seen.
-    (state,) = [v for k, v in checkpoint["callbacks"].items() if "val/f1" in k and k.startswith("ModelCheckpoint")]
+    (state,) = [v for k, v in checkpoint["callbacks"].items()
+                if "val/f1" in k and k.startswith("BestAndLastCheckpoint")]
     return state["best_model_score"]
 
 

@@ -443,6 +443,8 @@ def _train(cli) -> int:
         print(f"training interrupted; last checkpoint: {last or '(none written)'}", file=sys.stderr)
         if last:
             print(f"resume with: cs224n-nn train ... --ckpt_path {last}", file=sys.stderr)
+        else:
+            _remove_empty_run(cli)
         return 130
     if not best:
         raise CheckpointError("training ended before any checkpoint was written (did validation run?)")
