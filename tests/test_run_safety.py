@@ -270,6 +270,10 @@ def test_config_keywords_and_paths_name_the_same_shipped_files(in_tmp):
         assert Path(resolve_config(name)).is_file()
         assert (ROOT / "experiments" / f"{name}.yaml").samefile(resolve_config(name))  # one file, two names
     assert resolve_config("my.yaml") == "my.yaml"
+    from cs224n_nn.ner.commands import _resolve_configs
+
+    assert _resolve_configs(["-c", "sample", "--config=conll2003", "--demo_text", "sample"]) == [
+        "-c", resolve_config("sample"), "--config=" + resolve_config("conll2003"), "--demo_text", "sample"]
     conll = yaml.safe_load(Path(resolve_config("conll2003")).read_text())
     # relative to the working directory, as before: the repository root reads ../shared/data/conll2003
     from cs224n_nn.ner.datamodule import resolve_data_path

@@ -209,7 +209,7 @@ def _resolve_configs(argv: list[str]) -> list[str]:
         if expect:
             arg, expect = resolve_config(arg), False
             _check_yaml_keys(arg)
-        elif arg == "--config":
+        elif arg in ("--config", "-c"):
             expect = True
         elif arg.startswith("--config="):
             value = resolve_config(arg.split("=", 1)[1])
