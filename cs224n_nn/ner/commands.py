@@ -319,8 +319,10 @@ def _make_cli(argv: list[str]):
             if version is None:
                 version = os.environ.get(_RUN_VERSION_ENV) or f"version_{_next_version(root)}"
             os.environ[_RUN_VERSION_ENV] = version  # DDP ranks started later land in the same folder
+            number = version[len("version_"):]
             for lg in ours:
-                lg.init_args.version = version
+                # an int where it can be: Lightning's progress bar shows v_num=N then, not the name's tail
+                lg.init_args.version = int(number) if version.startswith("version_") and number.isdigit() else version
             self.run_dir = os.path.join(root, version)
             self.run_dir_existed = os.path.isdir(self.run_dir)
 
