@@ -9,7 +9,9 @@ own arguments (``train`` follows Lightning's CLI conventions).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from cs224n_nn.errors import CS224nError
@@ -56,6 +58,19 @@ def _repo_root_on_path(folder: str) -> bool:
     return True
 
 
+def _one_line_warnings(command: str) -> None:
+    """Print the warnings cs224n-nn itself raises as one line each, like its errors."""
+    original = warnings.formatwarning
+    ours = os.sep + "cs224n_nn" + os.sep
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if ours in filename:
+            return f"cs224n-nn {command}: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
 def _version() -> str:
     from cs224n_nn import __version__
 
@@ -80,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(its {SOURCE_TREE_ONLY[name]}/ folder is not installed by pip)", file=sys.stderr)
         return 2
     entry = getattr(importlib.import_module(module_name), function)
+    _one_line_warnings(name)
     try:
         return int(entry(rest) or 0)
     except CS224nError as err:

@@ -332,3 +332,10 @@ def test_non_finite_weights_load_with_a_warning(tmp_path, ckpt):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_window_ner(ckpt)  # a clean checkpoint: no warning
+    # at the command line: one line, like the errors
+    done = subprocess.run([sys.executable, "-m", "cs224n_nn", "predict", "--ckpt", str(path), "--text", "Paris"],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0
+    assert done.stderr.strip().splitlines() == [
+        f"cs224n-nn predict: warning: {path}: 1 stored weight tensor(s) hold NaN or inf (classifier.0.weight); "
+        "the predictions will be meaningless"]
