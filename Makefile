@@ -13,13 +13,13 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,run]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cs224n-nn train --config experiments/sample.yaml
+	$(BIN)/cs224n-nn train --config sample
 
 # pytest exits 5 when it collects no test; that is not a failure of the code.
 test: $(STAMP)

@@ -22,6 +22,7 @@ What is exact and what is not (see docs/scaling.md):
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -108,7 +109,8 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
 
 def _best_score(checkpoint: dict) -> torch.Tensor:
     # The forced best-by-dev-F1 ModelCheckpoint keeps the best val/f1 seen.
-    (state,) = [v for k, v in checkpoint["callbacks"].items() if "val/f1" in k and k.startswith("ModelCheckpoint")]
+    (state,) = [v for k, v in checkpoint["callbacks"].items()
+                if "val/f1" in k and k.startswith("BestAndLastCheckpoint")]
     return state["best_model_score"]
 
 
@@ -180,3 +182,59 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     torch.rand(7), random.random()  # move the generators on
     callback.load_state_dict(torch.load(path, weights_only=True))
     assert torch.equal(torch.rand(5), expected[0]) and random.random() == expected[1]
+
+
+# -- a resumed run continues in its own folder and names the same best checkpoint (issue 12, item 2) ----------
+
+SCORES = [0.9, 0.5, 0.7]  # the monitored score per epoch: epoch 0 is the best, the run is killed after epoch 1
+
+
+def _start_in_run_folder(workdir: Path, *, kill: bool = False, ckpt_path: str | None = None) -> subprocess.Popen:
+    """A run with the default loggers and checkpoint folder, selecting by a scripted score."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = ["trainer:", "  callbacks:", "    - class_path: cs224n_nn.ner.callbacks.RNGStateCheckpoint",
+             "    - class_path: run_helpers.ScriptedScore", f"      init_args: {{scores: {SCORES}}}"]
+    if kill:
+        lines += ["    - class_path: test_resume.KillAtStep", f"      init_args: {{step: {2 * STEPS_PER_EPOCH}}}"]
+    (workdir / "callbacks.yaml").write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "cs224n_nn.cli", "train", "--config", "sample", "--config", "callbacks.yaml",
+            "--model.word_vectors", "none", "--model.hidden_dims", "[8]", "--data.features", "[word, casing]",
+            "--trainer.max_epochs", str(len(SCORES)), "--trainer.limit_train_batches", str(STEPS_PER_EPOCH),
+            "--trainer.limit_val_batches", "1", "--data.eval_batch_size", "64",
+            "--trainer.num_sanity_val_steps", "0", "--trainer.deterministic", "true",
+            "--trainer.enable_progress_bar", "false", "--early_stopping.patience", "100",
+            "--checkpoint.monitor", "test/score", "--demo_text", ""]
+    if ckpt_path is not None:
+        argv += ["--ckpt_path", ckpt_path]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_a_worse_epoch_keeps_the_folder_and_the_best_checkpoint(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    (full_rc, full_out), (killed_rc, killed_out) = _run_all(_start_in_run_folder(full),
+                                                            _start_in_run_folder(killed, kill=True))
+    assert full_rc == 0, full_out
+    assert killed_rc == -signal.SIGKILL, killed_out
+    run = killed / "lightning_logs" / "version_0"
+    # last.ckpt holds epoch 1 although epoch 1 was not the best (Lightning alone leaves it at epoch 0)
+    assert _load(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
+    assert _load(run / "checkpoints" / "best.ckpt")["global_step"] == STEPS_PER_EPOCH
+    resumed_rc, resumed_out = _finish(_start_in_run_folder(
+        killed, ckpt_path="lightning_logs/version_0/checkpoints/last.ckpt"))
+    assert resumed_rc == 0, resumed_out
+    assert sorted(p.name for p in (killed / "lightning_logs").iterdir()) == ["version_0"]  # no version_1
+    assert "dirpath has changed" not in resumed_out
+    best_line = "best checkpoint: ./lightning_logs/version_0/checkpoints/best.ckpt"
+    assert full_out.strip().splitlines()[-1] == best_line
+    assert resumed_out.strip().splitlines()[-1] == best_line
+    # the same dev scores reported for the same best weights
+    table = [line for line in full_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+    assert table and table == [line for line in resumed_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+    for name in ("best.ckpt", "last.ckpt"):
+        a = _load(full / "lightning_logs/version_0/checkpoints" / name)
+        b = _load(run / "checkpoints" / name)
+        _assert_same_training_state(a, b)
+    # the epochs before the kill stay in metrics.csv, one row each
+    with open(run / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(len(SCORES)))

@@ -1,4 +1,16 @@
-"""Lightning callbacks for reliable training runs: exact resume and non-finite gradients.
+"""Lightning callbacks for reliable training runs: checkpoints, exact resume, non-finite gradients.
+
+:class:`BestAndLastCheckpoint`
+    Lightning's :class:`~pytorch_lightning.callbacks.ModelCheckpoint` with
+    ``save_last=True`` (2.6) rewrites ``last.ckpt`` only at the epochs where
+    it also writes a top-k file: after a run whose best epoch is not its
+    final one, ``last.ckpt`` holds the best epoch and the final weights are
+    saved nowhere.  This subclass writes ``last.ckpt`` at the end of every
+    epoch (``best.ckpt`` still only when the monitored score improves).
+
+:class:`EpochTrainingLoss`
+    Logs ``train/loss_epoch``, the mean training loss of each epoch
+    (weighted by windows per batch), beside the epoch's dev scores.
 
 :class:`RNGStateCheckpoint`
     Lightning 2.x checkpoints hold the weights, the optimizer and the loop
@@ -29,10 +41,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from cs224n_nn.ner.model import NonFiniteLossError
 
-__all__ = ["NonFiniteGradientStop", "RNGStateCheckpoint"]
+__all__ = ["BestAndLastCheckpoint", "EpochTrainingLoss", "NonFiniteGradientStop", "RNGStateCheckpoint"]
 
 
 class RNGStateCheckpoint(pl.Callback):
@@ -119,3 +132,48 @@ class NonFiniteGradientStop(pl.Callback):
                     f"the gradient of {name} holds {kind} at step {trainer.global_step} "
                     f"(epoch {trainer.current_epoch}); lower model.lr or set trainer.gradient_clip_val"
                 )
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also rewrites ``last.ckpt`` at every epoch end, not only with a new best.
+
+    Lightning saves ``last.ckpt`` from ``on_validation_end`` (or
+    ``on_train_epoch_end`` when there is no validation) only when a top-k
+    file was written at the same step; here, when it was not, the last
+    checkpoint is written anyway.  Everything else (``best_model_path``,
+    ``best_model_score``, resume state) is Lightning's.
+    """
+
+    def _save_last_anyway(self, trainer: pl.Trainer, at_train_epoch_end: bool) -> None:
+        if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
+                and self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_anyway(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_anyway(trainer, at_train_epoch_end=False)
+
+
+class EpochTrainingLoss(pl.Callback):
+    """Log ``train/loss_epoch``: the epoch's mean training loss, weighted by windows per batch."""
+
+    def __init__(self) -> None:
+        self._sum, self._count = 0.0, 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sum, self._count = 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            n = batch["tags"].numel()
+            self._sum += float(loss.detach()) * n
+            self._count += n
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._count:
+            pl_module.log("train/loss_epoch", self._sum / self._count, on_step=False, on_epoch=True, sync_dist=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import re
 import sys
 import time
@@ -146,24 +147,124 @@ def _throughput_meter():
     return TrainingThroughput()
 
 
+RUN_ROOT = "lightning_logs"  # under the working directory, as Lightning's default loggers put it
+_RUN_VERSION_ENV = "CS224N_NN_RUN_VERSION"  # rank 0's version folder, read by the DDP ranks it starts
+TRAIN_USAGE = ("usage: cs224n-nn train [--config sample|conll2003|FILE ...] [--SECTION.KEY VALUE ...] [--ckpt_path CKPT]\n"
+               "Run `cs224n-nn train --help` for every option.")
+
+
 def _trainer_defaults() -> dict:
-    loggers = [{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "."}}]
+    # Both loggers get the same version folder (set in before_instantiate_classes),
+    # so a run's CSV, TensorBoard events, config and checkpoints share version_N.
+    loggers = [{"class_path": "cs224n_nn.ner.loggers.EpochCSVLogger", "init_args": {"save_dir": "."}}]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "."}})
     return {"logger": loggers, "max_epochs": 10, "accelerator": "auto"}
 
 
-def _make_cli(argv: list[str]):
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-    from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+class _QuietFilter(logging.Filter):
+    """Drops Lightning's advertising tips ("💡 Tip: ... litlogger")."""
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def _quiet_training() -> None:
+    # jsonargparse's notes about LightningCLI's own use of its API: nothing a user can act on.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    import pytorch_lightning  # noqa: F401 - installs the handler the filter goes on
+
+    # A filter on the handler sees the records of every pytorch_lightning.* logger.
+    for handler in logging.getLogger("pytorch_lightning").handlers:
+        if not any(isinstance(f, _QuietFilter) for f in handler.filters):
+            handler.addFilter(_QuietFilter())
+    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates, once per run.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _next_version(root: str) -> int:
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return 0
+    found = [int(n[len("version_"):]) for n in names if n.startswith("version_") and n[len("version_"):].isdigit()]
+    return max(found, default=-1) + 1
+
+
+def _forced_checkpoint_state(checkpoint: dict, monitor: str) -> dict | None:
+    """The saved state of the ``--checkpoint.*`` callback (the one monitoring ``monitor``)."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if "Checkpoint" in str(key) and isinstance(state, dict) and state.get("monitor") == monitor:
+            return state
+    return None
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """``--config sample|conll2003`` -> the shipped file; every config file checked for duplicated keys."""
+    from cs224n_nn.configs import resolve_config
+
+    out = []
+    expect = False
+    for arg in argv:
+        if expect:
+            arg, expect = resolve_config(arg), False
+            _check_yaml_keys(arg)
+        elif arg in ("--config", "-c"):
+            expect = True
+        elif arg.startswith("--config="):
+            value = resolve_config(arg.split("=", 1)[1])
+            _check_yaml_keys(value)
+            arg = "--config=" + value
+        out.append(arg)
+    return out
+
+
+def _check_yaml_keys(path: str) -> None:
+    """ConfigError naming the file, line and key when a mapping repeats a key (YAML would keep the last)."""
+    import yaml
+
+    if not os.path.isfile(path):
+        return  # jsonargparse reports a missing config file (exit 2)
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"--config {path}:{key_node.start_mark.line + 1}: key {key!r} appears twice "
+                                  "in the same mapping (YAML would silently keep the last)")
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.load(f, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return  # jsonargparse reports malformed YAML with its line (exit 2)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: cannot read: {e}") from None
+
+
+def _make_cli(argv: list[str]):
+    from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from cs224n_nn.ner.callbacks import BestAndLastCheckpoint
     from cs224n_nn.ner.datamodule import CoNLLDataModule
     from cs224n_nn.ner.model import WindowNERModule
 
     class NERLightningCLI(LightningCLI):
+        run_dir: str | None = None  # version_N of this run, when the default loggers are on
+        run_dir_existed = False
+        resumed: dict | None = None
+
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             # Forced callbacks: always present, configurable as --checkpoint.* / --early_stopping.*
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max",
                                  "checkpoint.filename": "best", "checkpoint.save_last": True})
             parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -174,60 +275,189 @@ def _make_cli(argv: list[str]):
             parser.add_argument("--demo_text", type=str, default=DEMO_TEXT,
                                 help="sentence tagged by the best model at the end ('' to skip)")
             parser.add_argument("--ckpt_path", type=str | None, default=None,
-                                help="resume training from this checkpoint (e.g. .../checkpoints/last.ckpt)")
+                                help="resume training from this checkpoint (e.g. .../checkpoints/last.ckpt); "
+                                     "the run continues in that checkpoint's version folder")
             parser.add_argument("--torch_threads", type=int | None, default=None,
                                 help="torch.set_num_threads for this run (1 is fastest for this small model "
                                      "on a busy CPU; default: torch's choice)")
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config
+            ckpt_path = config.get("ckpt_path")
+            stored_dir = None
+            if ckpt_path:
+                from cs224n_nn.ner.checkpoints import read_checkpoint
+
+                try:
+                    checkpoint = read_checkpoint(ckpt_path)
+                except CheckpointError as e:
+                    raise CheckpointError(f"--ckpt_path {e}") from None
+                state = _forced_checkpoint_state(checkpoint, config["checkpoint"]["monitor"])
+                stored_dir = state.get("dirpath") if state else None
+                self.resumed = {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+            self._place_run(stored_dir)
+
+        def _place_run(self, stored_dir: str | None) -> None:
+            """One version folder for every default logger; on resume, the checkpoint's own folder."""
+            loggers = self.config["trainer"].get("logger")
+            if not isinstance(loggers, list):
+                return
+            ours = [lg for lg in loggers if getattr(lg, "init_args", None) is not None
+                    and getattr(lg.init_args, "version", None) is None]
+            if not ours:
+                return
+            roots = {os.path.join(str(lg.init_args.get("save_dir", ".")), str(lg.init_args.get("name") or RUN_ROOT))
+                     for lg in ours}
+            if len(roots) != 1:
+                return
+            (root,) = roots
+            version = None
+            if stored_dir and os.path.basename(os.path.normpath(stored_dir)) == "checkpoints":
+                folder = os.path.dirname(os.path.normpath(stored_dir))
+                if os.path.realpath(os.path.dirname(folder)) == os.path.realpath(root) and os.path.isdir(folder):
+                    version = os.path.basename(folder)
+            if version is None:
+                version = os.environ.get(_RUN_VERSION_ENV) or f"version_{_next_version(root)}"
+            os.environ[_RUN_VERSION_ENV] = version  # DDP ranks started later land in the same folder
+            number = version[len("version_"):]
+            for lg in ours:
+                # an int where it can be: Lightning's progress bar shows v_num=N then, not the name's tail
+                lg.init_args.version = int(number) if version.startswith("version_") and number.isdigit() else version
+            self.run_dir = os.path.join(root, version)
+            self.run_dir_existed = os.path.isdir(self.run_dir)
 
     with warnings.catch_warnings():
         # Lightning warns whenever args= and sys.argv are both non-empty, which is
         # always the case under `cs224n-nn train ...`; the args given here win.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _run_cli(NERLightningCLI, WindowNERModule, CoNLLDataModule, argv)
+        return _run_cli(NERLightningCLI, WindowNERModule, CoNLLDataModule, _resolve_configs(list(argv)))
 
 
 def _run_cli(cli_class, model_class, data_class, argv: list[str]):
-    return cli_class(
-        model_class,
-        data_class,
-        args=argv,
-        run=False,
-        seed_everything_default=42,
-        trainer_defaults=_trainer_defaults(),
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "cs224n-nn train", "description": "Train the window NER model (LightningCLI)."},
-    )
+    from jsonargparse import ArgumentError
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return cli_class(
+            model_class,
+            data_class,
+            args=argv,
+            run=False,
+            seed_everything_default=42,
+            trainer_defaults=_trainer_defaults(),
+            save_config_kwargs={"overwrite": True},
+            # hparams.yaml without Lightning's `_instantiator` entry: checkpoints load with load_window_ner
+            load_from_checkpoint_support=False,
+            parser_kwargs={"prog": "cs224n-nn train", "description": "Train the window NER model (LightningCLI).",
+                           "exit_on_error": False, "allow_abbrev": False},
+        )
+    except ArgumentError as e:
+        raise _UsageError(" ".join(str(e).split())) from None
+    except MisconfigurationException as e:
+        raise ConfigError(_trainer_problem(str(e))) from None
+
+
+class _UsageError(Exception):
+    """A command line jsonargparse rejected (exit 2, with a short usage)."""
+
+
+def _trainer_problem(message: str) -> str:
+    first = " ".join(message.split())
+    if "can not run on your system" in first or "accelerator is not available" in first or "backend found" in first:
+        return f"--trainer.accelerator: that device is not available on this machine ({first[:200]})"
+    return f"trainer options: {first[:300]}"
+
+
+def _remove_empty_run(cli) -> None:
+    """Delete the version folder a failed run created, unless it holds a checkpoint."""
+    import shutil
+
+    folder = getattr(cli, "run_dir", None)
+    if not folder or cli.run_dir_existed or not os.path.isdir(folder):
+        return
+    for _, _, files in os.walk(folder):
+        if any(name.endswith(".ckpt") for name in files):
+            return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def train(argv: list[str]) -> int:
     """``cs224n-nn train --config FILE [--section.key value ...]``.
 
     Trains, re-validates the best checkpoint on the dev file, prints its
-    entity P/R/F1 overall and per type, tags ``--demo_text`` and ends with
-    the line ``best checkpoint: PATH``.
+    entity P/R/F1 overall and per type, tags ``--demo_text``, draws
+    ``curves.png`` in the run folder and ends with the line
+    ``best checkpoint: PATH``.
     """
+    _quiet_training()
     try:
         cli = _make_cli(list(argv))
-    except SystemExit as e:  # --help, or a parse error already printed by jsonargparse
+    except SystemExit as e:  # --help / --print_config
         return _exit_code(e)
+    except _UsageError as e:
+        print(f"cs224n-nn train: error: {e}\n{TRAIN_USAGE}", file=sys.stderr)
+        return 2
+    except BaseException:
+        os.environ.pop(_RUN_VERSION_ENV, None)
+        raise
+    try:
+        return _train(cli)
+    except BaseException:
+        _remove_empty_run(cli)
+        raise
+    finally:
+        os.environ.pop(_RUN_VERSION_ENV, None)
+
+
+def _train(cli) -> int:
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from cs224n_nn.ner.callbacks import EpochTrainingLoss
+    from cs224n_nn.ner.checkpoints import AtomicCheckpointIO
+
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     _set_threads(cli.config.get("torch_threads"), "torch_threads")
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the user chose
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     meter = _throughput_meter()
-    trainer.callbacks.append(meter)
+    trainer.callbacks.extend([meter, EpochTrainingLoss()])
+    if trainer.is_global_zero:
+        encoder = data.encoder
+        print(f"entity types in {data.train_path}: {', '.join(encoder.entity_types) or '(none)'}", flush=True)
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
+    except MisconfigurationException as e:
+        raise ConfigError(_trainer_problem(str(e))) from None
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1); name what is on disk.
+        if not trainer.interrupted:
+            raise
     seconds = time.perf_counter() - started
     # The forced --checkpoint.* callback, not a ModelCheckpoint the user added
     # under trainer.callbacks (trainer.checkpoint_callback is just the first one).
     monitor = cli.config["checkpoint"]["monitor"]
     callback = next((c for c in trainer.checkpoint_callbacks if c.monitor == monitor), trainer.checkpoint_callback)
     best = (callback.best_model_path or callback.last_model_path) if callback else ""
+    if trainer.interrupted:
+        last = callback.last_model_path if callback else ""
+        print(f"training interrupted; last checkpoint: {last or '(none written)'}", file=sys.stderr)
+        if last:
+            print(f"resume with: cs224n-nn train ... --ckpt_path {last}", file=sys.stderr)
+        else:
+            _remove_empty_run(cli)
+        return 130
     if not best:
         raise CheckpointError("training ended before any checkpoint was written (did validation run?)")
-    if trainer.interrupted:
-        print("training interrupted; reporting the best checkpoint so far", file=sys.stderr)
+    from cs224n_nn.ner.loggers import EpochCSVLogger
     from cs224n_nn.ner.model import load_window_ner
 
+    # The per-epoch CSV is complete; the re-validation below is not an epoch.
+    for logger in trainer.loggers:
+        if isinstance(logger, EpochCSVLogger):
+            logger.save()
+            logger.freeze()
     # Re-validate the trained module with the best weights (Lightning restores
     # them), so the logs keep the run's own hyperparameters.
     results = trainer.validate(model, datamodule=data, ckpt_path=best, verbose=False)
@@ -235,6 +465,14 @@ def train(argv: list[str]) -> int:
         return 0
     print(f"\ntrained {trainer.current_epoch} epoch(s), {trainer.global_step} steps: {seconds:.1f} s in fit "
           f"(validation included); training alone {meter.tokens / max(meter.seconds, 1e-9):,.0f} tokens/s")
+    run_dir = getattr(cli, "run_dir", None)
+    if run_dir and os.path.isfile(os.path.join(run_dir, "metrics.csv")):
+        from cs224n_nn.ner.plots import plot_run
+
+        try:
+            print(f"training curves: {plot_run(run_dir)}")
+        except ImportError:
+            print("training curves: not drawn (install matplotlib: pip install 'cs224n-nn[plots]')")
     print(f"dev ({data.val_path}), best checkpoint:")
     print(_score_table(results[0] if results else {}, "val"))
     if cli.config.get("demo_text"):
@@ -341,36 +579,57 @@ def predict(argv: list[str]) -> int:
     if args.conll:
         return _predict_conll(model, args.conll, args.output, args.batch_size)
     split = str.split if args.whitespace else tokenize
-    lines = [args.text] if args.text is not None else (line.rstrip("\r\n") for line in sys.stdin)
-    first = True
-    for chunk in _batches(lines, args.batch_size):
-        sentences = [Sentence.unlabeled(split(line)) for line in chunk]
-        for sentence, tags in zip(sentences, tag_sentences(model, sentences)):
-            if not first:
-                print()
-            first = False
-            print(_format_tagged(sentence.tokens, tags, model.encoder.source_scheme), flush=args.text is None)
+    if args.text is not None:
+        lines: Iterable[str] = [args.text]
+    else:
+        # readline, not `for line in sys.stdin`: each answer is printed as soon as its line arrives.
+        lines = (line.rstrip("\r\n") for line in iter(sys.stdin.readline, ""))
+    for i, line in enumerate(lines):
+        sentence = Sentence.unlabeled(split(line))
+        (tags,) = tag_sentences(model, [sentence])
+        print(("\n" if i else "") + _format_tagged(sentence.tokens, tags, model.encoder.source_scheme), flush=True)
     return 0
 
 
 def _predict_conll(model, source: str, output: str, batch_size: int) -> int:
+    """Tag ``source`` into ``output`` through a temporary file beside it, renamed into place at the end.
+
+    An existing ``output`` stays as it was until the whole input is tagged,
+    and untouched when tagging fails; an output that is the input itself
+    (also through a link) is refused before anything is written.
+    """
+    from cs224n_nn.ner.atomic import atomic_write
     from cs224n_nn.ner.datamodule import resolve_data_path
 
     path = resolve_data_path(source, "test")
+    if output != "-":
+        if os.path.realpath(output) == os.path.realpath(path) or (
+                os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path)):
+            raise ConfigError(f"--output {output}: is the input file --conll {source}; "
+                              "write the tagged copy to another file")
+        if os.path.isdir(output):
+            raise ConfigError(f"--output {output}: is a folder; give a file name")
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--output {output}: the folder {folder} does not exist")
     started, n_sentences, n_tokens = time.perf_counter(), 0, 0
-    try:
-        out: TextIO = sys.stdout if output == "-" else open(output, "w", encoding="utf-8", newline="\n")
-    except OSError as e:
-        raise ConfigError(f"--output {output}: cannot write: {e.strerror}") from None
-    try:
+
+    def tag_into(out: TextIO) -> None:
+        nonlocal n_sentences, n_tokens
         # One batch of sentences in memory at a time, whatever the file size.
         for chunk in _batches(iter_conll(path), batch_size):
             write_conll(out, chunk, tag_sentences(model, chunk))
             n_sentences += len(chunk)
             n_tokens += sum(len(s) for s in chunk)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+
+    if output == "-":
+        tag_into(sys.stdout)
+    else:
+        try:
+            with atomic_write(output, "w", encoding="utf-8", newline="\n") as out:
+                tag_into(out)
+        except OSError as e:
+            raise ConfigError(f"--output {output}: cannot write: {e.strerror or e}") from None
     seconds = time.perf_counter() - started
     print(f"tagged {n_sentences} sentences ({n_tokens} tokens) in {seconds:.1f} s "
           f"({n_tokens / max(seconds, 1e-9):,.0f} tokens/s) -> {output}", file=sys.stderr)

@@ -54,7 +54,7 @@ import codecs
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from typing import TextIO
 
@@ -91,11 +91,15 @@ class Sentence:
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
+    # The file line of each token (empty for text that did not come from a file),
+    # so that a bad tag found later is reported where the user can fix it.
+    lines: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Accept lists for convenience but store tuples, so a Sentence stays hashable.
         object.__setattr__(self, "tokens", tuple(self.tokens))
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "lines", tuple(self.lines))
         if len(self.tokens) != len(self.tags):
             raise ValueError(f"Sentence has {len(self.tokens)} tokens but {len(self.tags)} tags")
 
@@ -179,6 +183,7 @@ def iter_conll(path: str | PathLike, *, encoding: str = "utf-8") -> Iterator[Sen
 def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
+    lines: list[int] = []
     n_columns = None  # fixed by the first token line, then enforced
     n_sentences = 0
     for number, text in iter_text_lines(path, encoding=encoding):
@@ -191,9 +196,9 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
         columns = _COLUMN_SEP.split(line) if line else []
         if not columns or columns[0] == DOCSTART:
             if tokens:
-                yield Sentence(tuple(tokens), tuple(tags))
+                yield Sentence(tuple(tokens), tuple(tags), tuple(lines))
                 n_sentences += 1
-                tokens, tags = [], []
+                tokens, tags, lines = [], [], []
             continue
         if len(columns) < 2:
             raise DataFormatError(
@@ -216,8 +221,9 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
             )
         tokens.append(columns[0])
         tags.append(tag)
+        lines.append(number)
     if tokens:
-        yield Sentence(tuple(tokens), tuple(tags))
+        yield Sentence(tuple(tokens), tuple(tags), tuple(lines))
         n_sentences += 1
     if n_sentences == 0:
         raise DataFormatError("no sentences (the file is empty or holds only blank and -DOCSTART- lines)", path=path)
@@ -246,10 +252,14 @@ def write_conll(
     This is the input format of conlleval and of most outside scorers.
     ``sentences`` are :class:`Sentence` objects (gold = their tags) or plain
     token sequences (gold written as ``O``); ``predictions`` holds one tag
-    sequence per sentence.  A path is written as UTF-8 with ``\\n`` line ends.
+    sequence per sentence.  A path is written as UTF-8 with ``\\n`` line ends,
+    through a temporary file renamed into place (an existing file is replaced
+    only once the whole output is written).
     """
     if isinstance(path_or_file, (str, PathLike)):
-        with open(path_or_file, "w", encoding="utf-8", newline="\n") as f:
+        from cs224n_nn.ner.atomic import atomic_write
+
+        with atomic_write(path_or_file, "w", encoding="utf-8", newline="\n") as f:
             _write_conll(f, sentences, predictions)
     else:
         _write_conll(path_or_file, sentences, predictions)

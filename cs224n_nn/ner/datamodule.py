@@ -28,11 +28,13 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from cs224n_nn.errors import ConfigError
+from cs224n_nn.errors import ConfigError, DataFormatError
 from cs224n_nn.ner.conll import SCHEMES, Sentence, read_conll
 from cs224n_nn.ner.features import SentenceDataset, WindowDataset, WindowEncoder, collate_sentences
 
-__all__ = ["CoNLLDataModule", "resolve_data_path", "SAMPLE_FILES"]
+__all__ = ["CoNLLDataModule", "MIN_TYPE_COUNT", "SAMPLE_FILES", "check_entity_types", "resolve_data_path"]
+
+MIN_TYPE_COUNT = 3  # training tokens an entity type needs before it is believed
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE_FILES = {"train": PACKAGE_DATA / "sample_train.conll", "val": PACKAGE_DATA / "sample_dev.conll",
@@ -44,6 +46,45 @@ def resolve_data_path(path: str | Path, role: str = "val") -> Path:
     if str(path) == "sample":
         return SAMPLE_FILES[role]
     return Path(path).expanduser()
+
+
+def check_entity_types(sentences: list[Sentence], path: str, *, allow_rare: bool = False) -> dict[str, int]:
+    """Tokens per entity type of a training set; DataFormatError for a tag set that looks wrong.
+
+    Every tag O (nothing to learn) is always an error.  Unless
+    ``allow_rare``, so is a type that differs from another only in case, or
+    one seen on fewer than :data:`MIN_TYPE_COUNT` tokens; the message names
+    the first line holding it and the tag as written.
+    """
+    counts: dict[str, int] = {}
+    first: dict[str, tuple[int | None, str]] = {}
+    for s in sentences:
+        for i, tag in enumerate(s.tags):
+            if tag != "O" and "-" in tag:
+                type_ = tag.split("-", 1)[1]
+                counts[type_] = counts.get(type_, 0) + 1
+                first.setdefault(type_, (s.lines[i] if i < len(s.lines) else None, tag))
+    if not counts:
+        raise DataFormatError("every tag is O: the training file has no entity to learn", path=path)
+    if allow_rare:
+        return counts
+    hint = "; fix the file, or set data.allow_rare_types true to accept it"
+    by_case: dict[str, list[str]] = {}
+    for type_ in counts:
+        by_case.setdefault(type_.lower(), []).append(type_)
+    for variants in by_case.values():
+        if len(variants) > 1:
+            major = max(variants, key=lambda t: counts[t])
+            minor = min((t for t in variants if t != major), key=lambda t: first[t][0] or 0)
+            line, tag = first[minor]
+            raise DataFormatError(f"tag {tag!r}: entity type {minor!r} differs from {major!r} only in case{hint}",
+                                  path=path, line=line)
+    for type_, n in counts.items():
+        if n < MIN_TYPE_COUNT:
+            line, tag = first[type_]
+            raise DataFormatError(f"tag {tag!r}: entity type {type_!r} is on only {n} training token(s) "
+                                  f"(fewer than {MIN_TYPE_COUNT}){hint}", path=path, line=line)
+    return counts
 
 
 class CoNLLDataModule(pl.LightningDataModule):
@@ -67,6 +108,10 @@ class CoNLLDataModule(pl.LightningDataModule):
         batch_size: training windows per batch.
         eval_batch_size: sentences per evaluation/prediction batch.
         num_workers: DataLoader worker processes.
+        allow_rare_types: accept entity types seen on fewer than
+            ``MIN_TYPE_COUNT`` training tokens, or differing from another type
+            only in case (``I-per`` beside ``I-PER``); by default both are an
+            error naming the line, since they are usually typos.
     """
 
     def __init__(
@@ -84,6 +129,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        allow_rare_types: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -109,8 +155,9 @@ class CoNLLDataModule(pl.LightningDataModule):
 
     @cached_property
     def encoder(self) -> WindowEncoder:
-        """Vocabularies and tag set built from the training file (once)."""
+        """Vocabularies and tag set built from the training file (once); the tag set is checked first."""
         hp = self.hparams
+        check_entity_types(self.train_sentences, str(self.train_path), allow_rare=hp.allow_rare_types)
         return WindowEncoder.build(
             self.train_sentences,
             features=self.features,

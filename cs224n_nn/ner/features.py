@@ -221,19 +221,38 @@ class WindowEncoder:
         # unfold gives [C, L, W]: window j covers padded positions j .. j + 2h.
         return ids.unfold(1, self.window, 1).transpose(0, 1).contiguous()
 
-    def encode_tags(self, tags: Sequence[str], *, where: str = "") -> torch.Tensor:
-        """Gold tags (in the source scheme) as training-scheme ids, ``LongTensor[L]``."""
+    def encode_tags(self, tags: Sequence[str], *, where: str = "", lines: Sequence[int] = (),
+                    path: str | None = None) -> torch.Tensor:
+        """Gold tags (in the source scheme) as training-scheme ids, ``LongTensor[L]``.
+
+        A tag that is not valid, or whose entity type the training data
+        lacks, is a :class:`DataFormatError`: with ``path`` and the tokens'
+        file ``lines`` it names ``path:line`` and the tag as written there;
+        otherwise ``where`` prefixes the message.
+        """
+        def fail(i: int | None, reason: str, fallback: str) -> DataFormatError:
+            if path is not None and i is not None and i < len(lines):
+                return DataFormatError(f"tag {tags[i]!r} {reason}", path=path, line=lines[i])
+            return DataFormatError(f"{where}{fallback}")
+
         try:
             converted = convert_tags(tags, self.source_scheme, self.scheme)
         except ValueError as e:
-            raise DataFormatError(f"{where}{e}") from None
+            position = re.search(r"at position (\d+)", str(e))
+            raise fail(int(position.group(1)) if position else None,
+                       f"does not fit the file's {self.source_scheme} tag scheme", str(e)) from None
         try:
             return torch.tensor([self.tag_index[t] for t in converted], dtype=torch.long)
         except KeyError as e:
-            raise DataFormatError(
-                f"{where}tag {e.args[0]!r} has an entity type the training data lacks "
-                f"(known tags: {', '.join(self.tags)})"
-            ) from None
+            i = converted.index(e.args[0])
+            raise fail(i, f"has an entity type the training data lacks (known types: {', '.join(self.entity_types)})",
+                       f"tag {e.args[0]!r} has an entity type the training data lacks "
+                       f"(known tags: {', '.join(self.tags)})") from None
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The entity types of the tag set, sorted (``LOC, MISC, ORG, PER`` for CoNLL-2003)."""
+        return sorted({t.split("-", 1)[1] for t in self.tags if "-" in t})
 
     def decode_tags(self, ids: Iterable[int]) -> list[str]:
         """Predicted ids -> tags in the *source* scheme (the data's own)."""
@@ -284,7 +303,7 @@ class WindowDataset(Dataset):
         windows, tags = [], []
         for i, s in enumerate(sentences):
             windows.append(encoder.encode_tokens(s.tokens))
-            tags.append(encoder.encode_tags(s.tags, where=f"{name}: sentence {i + 1}: "))
+            tags.append(encoder.encode_tags(s.tags, where=f"{name}: sentence {i + 1}: ", lines=s.lines, path=name))
         self.windows = torch.cat(windows)
         self.tags = torch.cat(tags)
 
@@ -296,10 +315,13 @@ class WindowDataset(Dataset):
 
 
 def encode_sentence(
-    encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True
+    encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True, path: str | None = None
 ) -> dict[str, Any]:
     """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``)."""
-    tags = encoder.encode_tags(sentence.tags, where=where) if labeled else torch.zeros(len(sentence), dtype=torch.long)
+    if labeled:
+        tags = encoder.encode_tags(sentence.tags, where=where, lines=sentence.lines, path=path)
+    else:
+        tags = torch.zeros(len(sentence), dtype=torch.long)
     return {"windows": encoder.encode_tokens(sentence.tokens), "tags": tags}
 
 
@@ -308,7 +330,7 @@ class SentenceDataset(Dataset):
 
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
         self.items = [
-            encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True) for i, s in enumerate(sentences)
+            encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True, name) for i, s in enumerate(sentences)
         ]
 
     def __len__(self) -> int:
@@ -337,7 +359,7 @@ class StreamingSentences(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i, s in enumerate(self.source()):
             if len(s):
-                yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled)
+                yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled, self.name)
 
 
 def collate_sentences(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -225,6 +226,14 @@ class WindowNERModule(pl.LightningModule):
         for option, p in (("model.dropout", dropout), ("model.embedding_dropout", embedding_dropout)):
             if not 0.0 <= float(p) < 1.0:
                 raise ConfigError(f"{option} must be in [0, 1), got {p!r}")
+        # Checked here, before the Trainer prints its model summary: an L2 weight
+        # below 0 rewards large weights, and a margin <= 0 makes the max-margin loss
+        # satisfied by equal scores (notes, "Max-margin objective function").
+        for option, value, low, strict in (("model.weight_decay", weight_decay, 0.0, False),
+                                           ("model.margin", margin, 0.0, True), ("model.lr", lr, 0.0, True)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (strict and value == low):
+                raise ConfigError(f"{option} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
         hidden_dims = [300] if hidden_dims is None else list(hidden_dims)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive integers, got {hidden_dims!r}")
@@ -472,36 +481,42 @@ def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = 
 
     Reads with ``torch.load(weights_only=True)`` (no code in the file can
     run) and raises :class:`~cs224n_nn.errors.CheckpointError` naming the file
-    when it is missing, truncated, corrupted, unsafe or not ours.
+    when it is missing, truncated, corrupted, unsafe or not ours.  The model
+    is first built on the ``meta`` device (no memory) and its parameter
+    shapes compared with the stored weights, so a file whose configuration
+    asks for more than its weights hold fails before anything is allocated.
+    Non-finite stored weights are loaded with a warning naming them.
     """
+    import warnings
+
+    from cs224n_nn.ner.checkpoints import read_checkpoint
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a hostile file can make the unpickler raise anything (IndexError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: cannot be read as a safe PyTorch checkpoint (truncated, corrupted, or holding code): {first}"
-        ) from None
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
-        raise CheckpointError(f"{path}: not a cs224n-nn NER checkpoint (no {CHECKPOINT_KEY!r} entry)")
-    ours = checkpoint[CHECKPOINT_KEY]
-    if not isinstance(ours, dict) or ours.get("format") != CHECKPOINT_FORMAT or "encoder" not in ours:
-        found = ours.get("format") if isinstance(ours, dict) else type(ours).__name__
-        raise CheckpointError(f"{path}: unsupported cs224n-nn checkpoint format {found!r}")
-    if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
-        raise CheckpointError(f"{path}: the checkpoint lacks its weights or hyperparameters")
+    checkpoint = read_checkpoint(path, map_location)
     accepted = set(inspect.signature(WindowNERModule.__init__).parameters) - {"self", "encoder"}
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
     hparams["word_vectors"] = "none"  # the trained vectors are in the state dict
+    state = checkpoint["state_dict"]
     try:
-        model = WindowNERModule(encoder=WindowEncoder.from_state_dict(ours["encoder"]), **hparams)
-        model.load_state_dict(checkpoint["state_dict"])
+        encoder = WindowEncoder.from_state_dict(checkpoint[CHECKPOINT_KEY]["encoder"])
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in WindowNERModule(encoder=encoder, **hparams).state_dict().items()}
+        stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+        wrong = [k for k in shapes if k in stored and shapes[k] != stored[k]]
+        if wrong:
+            raise ValueError(f"{wrong[0]} is stored as {list(stored[wrong[0]])} but the configuration makes it "
+                             f"{list(shapes[wrong[0]])}")
+        model = WindowNERModule(encoder=encoder, **hparams)
+        model.load_state_dict(state)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except (ConfigError, RuntimeError, TypeError, ValueError) as e:
         detail = " ".join(str(e).split())  # load_state_dict's message spans lines; keep one
         raise CheckpointError(f"{path}: the weights do not fit the stored configuration: {detail[:300]}") from None
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} stored weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}); "
+                      "the predictions will be meaningless", RuntimeWarning, stacklevel=2)
     model.eval()
     return model
