@@ -168,10 +168,22 @@ def test_dropout_function_gradcheck_with_a_fixed_mask():
     assert gradgradcheck(A.Dropout.apply, (x, mask))
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
+@pytest.mark.parametrize("p", [-0.1, 1.0001, 1.5, float("nan")])
 def test_dropout_p_outside_zero_one_is_refused(p):
-    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]"):
         F.dropout(torch.randn(3), p)
+
+
+def test_dropout_p_one_gives_zeros_like_torch():
+    x = torch.randn(4, 3, requires_grad=True)
+    out = F.dropout(x, 1.0)
+    twin = TF.dropout(x, 1.0)
+    torch.testing.assert_close(out, twin, rtol=0, atol=0)
+    assert not out.isnan().any() and torch.equal(out, torch.zeros(4, 3))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_twin,) = torch.autograd.grad(twin.sum(), x)
+    torch.testing.assert_close(g, g_twin, rtol=0, atol=0)
+    assert torch.equal(A.keep_mask(x.detach(), 1), torch.zeros(4, 3))
 
 
 def test_dropout_bad_types():
