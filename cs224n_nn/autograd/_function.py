@@ -32,6 +32,8 @@ from torch.autograd import Function
 
 from ._amp import outside_autocast
 
+#: The private names the shortcut needs, under ``torch._C``: transforms-active test, dead-wrapper unwrap, C++ apply.
+FAST_PATH_SYMBOLS = ("_are_functorch_transforms_active", "_functorch.unwrap_if_dead", "_FunctionBase.apply")
 _fast_symbols = None  # (transforms_active, unwrap_if_dead) once resolved; False when unavailable
 
 
@@ -39,14 +41,13 @@ def _resolve_fast_symbols():
     """The private symbols of the shortcut, or False when this torch lacks one of them."""
     global _fast_symbols
     if _fast_symbols is None:
-        try:
-            _fast_symbols = (
-                torch._C._are_functorch_transforms_active,
-                torch._C._functorch.unwrap_if_dead,
-                torch._C._FunctionBase.apply,
-            )[:2]
-        except AttributeError:
-            _fast_symbols = False
+        found = []
+        for dotted in FAST_PATH_SYMBOLS:
+            obj = torch._C
+            for part in dotted.split("."):
+                obj = getattr(obj, part, None)
+            found.append(obj)
+        _fast_symbols = tuple(found[:2]) if all(f is not None for f in found) else False
     return _fast_symbols
 
 
