@@ -390,3 +390,23 @@ def test_bad_inputs_give_clear_errors():
         cf.dense_multi_margin(x, w, b, t, reduction="avg")
     with pytest.raises(TypeError, match="target must be an int64"):
         cf.dense_multi_margin(x, w, b, t.float())
+
+
+# ------------------------------------------------------------------ the benchmark rows compute the same thing
+
+
+def test_benchmark_rows_compare_equal_work():
+    from benchmarks import layers
+
+    cases = [*layers.dense_cases(16), *layers.dense_loss_cases(16)]
+    assert [c.piece for c in cases] == ["dense (tanh)", "dense (tanh, dropout 0.5)", "dense_cross_entropy",
+                                        "dense_multi_margin"]
+    assert [c.target for c in layers.dense_cases(256)][0].bound == 1.0
+    for case in cases:
+        torch.manual_seed(4)
+        ours = case.ours()
+        torch.manual_seed(4)
+        native = case.native()
+        for a, r in zip(ours, native, strict=True):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+    assert {c.piece for c in layers.cases("tiny")} >= {"dense (tanh)", "dense_cross_entropy"}
