@@ -229,6 +229,23 @@ def test_dense_torch_compile_fullgraph():
     _assert_same(compiled, [reference], (x, w, b))
 
 
+def test_dense_module_with_dropout_under_torch_compile():
+    """The mask drawn inside the compiled graph is the one F.dropout draws after the same seed."""
+    torch._dynamo.reset()
+    layer = cnn.Dense(4, 3, activation="tanh", dropout=0.5)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    x = torch.randn(5, 4, requires_grad=True)
+    params = (x, layer.weight, layer.bias)
+    torch.manual_seed(2)
+    out, grads = _grads(lambda x, w, b: compiled(x), params)
+    torch.manual_seed(2)
+    ref, ref_grads = _grads(lambda x, w, b: F.dropout(torch.tanh(F.linear(x, w, b)), 0.5), params)
+    torch.testing.assert_close(out, ref)
+    for a, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, r)
+    assert (out == 0).any() and (out != 0).any()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_dense_autocast_bf16_like_linear_then_activation(name):
     x, w, b = _inputs(torch.float32)
