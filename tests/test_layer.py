@@ -409,6 +409,8 @@ def test_bad_inputs_give_clear_errors():
         cnn.Dense(4, 3, activation="swish")
     with pytest.raises(ValueError, match="activation must be one of"):
         ag.DenseLayer.apply(x, w, b, None, (), None)
+    with pytest.raises(ValueError, match=r"params must be the tuple \('min_val', 'max_val'\) of activation 'hardtanh'"):
+        ag.DenseLayer.apply(x, w, b, "hardtanh", (), None)
     with pytest.raises(TypeError, match="activation 'tanh' takes no parameters; got unexpected negative_slope"):
         cf.dense(x, w, b, "tanh", negative_slope=0.1)
     with pytest.raises(TypeError, match="takes negative_slope; got unexpected slope"):

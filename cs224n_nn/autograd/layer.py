@@ -45,6 +45,7 @@ and ``torch.compile(fullgraph=True)`` (dynamo traces ``forward`` and
 from __future__ import annotations
 
 import torch
+
 from ._amp import autocast_inputs
 from ._function import HandWrittenFunction
 from . import _validate
@@ -115,6 +116,10 @@ class DenseLayer(HandWrittenFunction):
     @staticmethod
     def forward(x, weight, bias=None, activation="tanh", params=(), mask=None):
         act = activation_named(activation)
+        names = tuple(ACTIVATION_PARAMS.get(activation, {}))
+        if not isinstance(params, tuple) or len(params) != len(names):
+            raise ValueError(f"params must be the tuple {names} of activation {activation!r} "
+                             f"(see activation_params), got {params!r}")
         z = Affine.forward(x, weight, bias)  # checks, autocast ("lower", like F.linear), addmm
         y = act.forward(z, *params)
         if mask is None:
