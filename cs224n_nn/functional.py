@@ -104,7 +104,8 @@ def multiclass_max_margin_loss(scores: torch.Tensor, target: torch.Tensor, margi
 def softmax_cross_entropy(scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                           ignore_index: int = -100, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> torch.Tensor:
-    """Equal to ``torch.nn.functional.cross_entropy`` for (N, C) or (C,) scores and int64 class targets."""
+    """Equal to ``torch.nn.functional.cross_entropy``: (C,), (N, C) or (N, C, d1, ...) scores, int64 class
+    indices or class probabilities as targets (notes section 7.2)."""
     loss, _ = _fn.SoftmaxCrossEntropy.apply(scores, target, weight, ignore_index, reduction, label_smoothing)
     return loss
 

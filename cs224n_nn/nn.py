@@ -153,7 +153,8 @@ class MultiClassMaxMarginLoss(_tnn.MultiMarginLoss):
 
 class CrossEntropyLoss(_tnn.CrossEntropyLoss):
     """Softmax cross-entropy ``J_i = -log softmax(x_i)[y_i]`` (the loss of notes section 7.2), the twin of
-    ``torch.nn.CrossEntropyLoss`` for (N, C) or (C,) scores and int64 class targets.
+    ``torch.nn.CrossEntropyLoss`` for (C,), (N, C) or (N, C, d1, ...) scores and class-index or
+    class-probability targets.
 
     ``dJ_i/dx_i = softmax(x_i) - onehot(y_i)`` (with class weights and label
     smoothing: ``softmax(x_i) sum_c q_ic - q_i``, see ``SoftmaxCrossEntropy``).

@@ -41,6 +41,7 @@ IDS = torch.tensor([[0, 2, 2], [5, 1, 0]])
 TARGET = torch.tensor([0, 3, 1])
 CLASS_W = torch.rand(4, generator=GEN, dtype=D) + 0.5
 S_C = randn(3)
+SPATIAL_TARGET = torch.tensor([[0, 3, 1], [2, 2, 0]])
 
 
 @dataclass
@@ -78,6 +79,14 @@ CASES = [
          lambda x: F.softmax_cross_entropy(x, TARGET, CLASS_W, 1, "none", 0.1),
          lambda x: TF.cross_entropy(x, TARGET, CLASS_W, ignore_index=1, reduction="none", label_smoothing=0.1),
          lambda: (randn(3, 4, scale=2),)),
+    Case("cross_entropy_probabilities",
+         lambda x, t: F.softmax_cross_entropy(x, t, CLASS_W, label_smoothing=0.1),
+         lambda x, t: TF.cross_entropy(x, t, CLASS_W, label_smoothing=0.1),
+         lambda: (randn(3, 4), torch.softmax(randn(3, 4), 1))),
+    Case("cross_entropy_spatial_none",
+         lambda x: F.softmax_cross_entropy(x, SPATIAL_TARGET, reduction="none"),
+         lambda x: TF.cross_entropy(x, SPATIAL_TARGET, reduction="none"),
+         lambda: (randn(2, 4, 3),)),
     Case("cross_entropy_both_outputs",
          lambda x: A.SoftmaxCrossEntropy.apply(x, TARGET, None, -100, "mean", 0.0),
          lambda x: (TF.cross_entropy(x, TARGET), torch.log_softmax(x, 1)),

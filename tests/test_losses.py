@@ -254,13 +254,22 @@ def test_targets_out_of_range_or_wrong_dtype_or_shape_are_refused(name):
         loss(x, torch.tensor([0, 4, 1]))
     with pytest.raises(IndexError, match=r"target must lie in \[0, 4\).*found -2"):
         loss(x, torch.tensor([0, -2, 1]))
-    for dtype in (torch.int32, torch.float32, torch.bool):
+    # cross-entropy also takes class probabilities (a floating target shaped like the scores)
+    for dtype in (torch.int32, torch.bool) if name == "cross_entropy" else (torch.int32, torch.float32, torch.bool):
         with pytest.raises(TypeError, match=rf"target must be an int64 .*got {dtype}"):
             loss(x, torch.tensor([0, 1, 1]).to(dtype))
     with pytest.raises(ValueError, match=r"target must have shape \(3,\) for input of shape \(3, 4\), got \(2,\)"):
         loss(x, torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"input must be 1-D \(C,\) or 2-D \(N, C\)"):
-        loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
+    if name == "cross_entropy":
+        with pytest.raises(ValueError, match=r"target of class probabilities must have the shape of input \(3, 4\)"):
+            loss(x, torch.tensor([0, 1, 1]).float())
+        with pytest.raises(ValueError, match=r"target must have shape \(2, 4\) for input of shape \(2, 3, 4\)"):
+            loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match="ignore_index is not supported with class-probability targets"):
+            loss(x, torch.rand(3, 4), ignore_index=1)
+    else:
+        with pytest.raises(ValueError, match=r"input must be 1-D \(C,\) or 2-D \(N, C\)"):
+            loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="input must be a floating-point tensor"):
         loss(torch.ones(3, 4, dtype=torch.int64), torch.tensor([0, 1, 1]))
     with pytest.raises(ValueError, match=r"weight must have shape \(C,\) = \(4,\), got \(3,\)"):

@@ -180,11 +180,41 @@ def class_targets(scores, target, *, ignore_index: int | None = None, allow_scal
     return False
 
 
+def cross_entropy_targets(scores, target, ignore_index: int) -> tuple[bool, bool | None]:
+    """Cross-entropy's targets, as torch takes them: ``(probabilities, all_counted)``.
+
+    Class indices (int64) of shape ``()``/``(1,)`` for scores ``(C,)``, ``(N,)``
+    for ``(N, C)``, ``(N, d1, ...)`` for ``(N, C, d1, ...)``; or class
+    probabilities (floating, the shape and dtype of the scores; no
+    ``ignore_index`` then, as torch). ``all_counted`` as :func:`class_targets`
+    says (None for probabilities).
+    """
+    floating(scores, "input")
+    tensor(target, "target")
+    if scores.dim() == 0:
+        raise ValueError("input must be 1-D (C,), 2-D (N, C) or (N, C, d1, ...) scores, got a 0-D tensor")
+    if target.is_floating_point():
+        if tuple(target.shape) != tuple(scores.shape):
+            raise ValueError(f"target of class probabilities must have the shape of input {tuple(scores.shape)}, "
+                             f"got {tuple(target.shape)}")
+        same_dtype(target, "target (class probabilities)", scores, "input")
+        if ignore_index != -100:
+            raise ValueError(f"ignore_index is not supported with class-probability targets (as torch); got {ignore_index}")
+        return True, None
+    if scores.dim() <= 2:
+        return False, class_targets(scores, target, ignore_index=ignore_index)
+    expected = (scores.shape[0], *scores.shape[2:])
+    if target.dtype == torch.int64 and tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
+    rows = scores.movedim(1, -1).reshape(-1, scores.shape[1])
+    return False, class_targets(rows, target.reshape(-1), ignore_index=ignore_index)
+
+
 def class_weight(weight, scores) -> None:
     if weight is None:
         return
     floating(weight, "weight")
-    classes = scores.shape[-1] if scores.dim() else 1
+    classes = (scores.shape[1] if scores.dim() >= 2 else scores.shape[-1]) if scores.dim() else 1
     if tuple(weight.shape) != (classes,):
         raise ValueError(f"weight must have shape (C,) = ({classes},), got {tuple(weight.shape)}")
     same_dtype(weight, "weight", scores, "input")

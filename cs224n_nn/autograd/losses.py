@@ -46,11 +46,34 @@ def _per_example(grad: torch.Tensor, reduction: str, shape, denominator=None) ->
     return grad.expand(shape)
 
 
+def _class_dim(t: torch.Tensor) -> int:
+    """Where the classes are: dim 1 of (N, C, d1, ...) and (N, C), the last of (C,) (and of 0-d scores)."""
+    return 1 if t.dim() >= 2 else -1
+
+
+def _class_rows(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, d1, ...) -> (N d1 ..., C) with the classes last; (N, C) as is; (C,) -> (1, C)."""
+    if t.dim() == 2:
+        return t
+    if t.dim() == 1:
+        return t.reshape(1, -1)
+    return t.movedim(1, -1).reshape(-1, t.shape[1])
+
+
+def _from_class_rows(rows: torch.Tensor, shape) -> torch.Tensor:
+    """The inverse of :func:`_class_rows` for a tensor of ``shape``."""
+    if len(shape) == 2:
+        return rows
+    if len(shape) == 1:
+        return rows.reshape(shape)
+    return rows.reshape(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
+
+
 def _loss_tangent(grad_x: torch.Tensor, x_t: torch.Tensor, reduction: str, loss: torch.Tensor) -> torch.Tensor:
     """``dJ = sum_c dJ/dx_c dx_c`` per example (``"none"``) or in total, from the gradient at a unit upstream."""
     product = grad_x * x_t.to(grad_x.dtype)
     if reduction == "none":
-        return product.sum(-1).reshape(loss.shape)
+        return product.sum(_class_dim(product)).reshape(loss.shape)
     return product.sum()
 
 
@@ -234,15 +257,24 @@ def cross_entropy_grad(logp, target, grad, weight=None, ignore_index: int = -100
 
     With ``q_ic = (1 - eps) w[y_i] [c = y_i] + eps / C * w[c]`` (``eps`` the
     label smoothing, ``w`` the class weights, 1 by default; ``q_i = 0`` for
-    ``y_i = ignore_index``): ``dJ_i/dx_i = p_i * sum_c q_ic - q_i``, i.e.
-    ``p - onehot(y)`` in the plain case, times each example's share of
-    ``grad`` (``1/sum of w[y_i]`` for ``"mean"``). ``logp`` is ``(N, C)`` or
-    ``(C,)``. The public formula :class:`SoftmaxCrossEntropy` reuses for
-    backward and jvp, and the fused output layer for its backward.
+    ``y_i = ignore_index``), or for class-probability targets
+    ``q_ic = w[c] ((1 - eps) t_ic + eps / C)``: ``dJ_i/dx_i = p_i * sum_c q_ic - q_i``,
+    i.e. ``p - onehot(y)`` in the plain case, times each example's share of
+    ``grad`` (``"mean"``: ``1/sum of w[y_i]`` for indices, ``1/N`` for
+    probabilities, as torch). ``logp`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``.
+    The public formula :class:`SoftmaxCrossEntropy` reuses for backward and
+    jvp, and the fused output layer for its backward.
     """
-    rows, t = _as_rows(logp, target)
+    rows = _class_rows(logp)
     classes = rows.shape[1]
     p = rows.exp()
+    if target.is_floating_point():
+        q = _class_rows(target) * (1 - label_smoothing) + label_smoothing / classes
+        if weight is not None:
+            q = q * weight
+        g = _per_example(grad, reduction, (rows.shape[0],))
+        return _from_class_rows((p * q.sum(1, keepdim=True) - q) * g.unsqueeze(1), logp.shape)
+    t = target.reshape(-1)
     valid, safe_t, w_t = _target_weights(t, weight, ignore_index, p.dtype)
     g = torch.where(valid, _per_example(grad, reduction, t.shape, w_t.sum()), 0)
     on_target = g * (1 - label_smoothing) * w_t  # coefficient of onehot(y_i) in q_i
@@ -251,22 +283,29 @@ def cross_entropy_grad(logp, target, grad, weight=None, ignore_index: int = -100
     d = (p * total.unsqueeze(1)).scatter_add(1, safe_t.unsqueeze(1), -on_target.unsqueeze(1))
     if label_smoothing:
         d = d - spread.unsqueeze(1) * (1 if weight is None else weight)
-    return d.reshape(logp.shape)
+    return _from_class_rows(d, logp.shape)
+
+
+@in_float32
+def cross_entropy_target_grad(logp, grad, weight=None, reduction: str = "mean", label_smoothing: float = 0.0):
+    r"""``dJ/dt`` for class-probability targets: ``-(1 - eps) w[c] log p_ic`` times each example's share of ``grad``."""
+    rows = _class_rows(logp)
+    d = -(1 - label_smoothing) * rows * _per_example(grad, reduction, (rows.shape[0],)).unsqueeze(1)
+    if weight is not None:
+        d = d * weight
+    return _from_class_rows(d, logp.shape)
 
 
 @in_float32
 def log_softmax_grad(logp, grad_logp):
-    r"""``dJ/dx = g - p sum_c g_c`` through ``log p = x - logsumexp(x)`` (``d log p / dx = I - 1 p^T``), per row.
-
-    Also the forward-mode formula with the roles transposed: see :func:`log_softmax_jvp`.
-    """
-    return grad_logp - logp.exp() * grad_logp.sum(-1, keepdim=True)
+    r"""``dJ/dx = g - p sum_c g_c`` through ``log p = x - logsumexp(x)`` (``d log p / dx = I - 1 p^T``), per row."""
+    return grad_logp - logp.exp() * grad_logp.sum(_class_dim(logp), keepdim=True)
 
 
 @in_float32
 def log_softmax_jvp(logp, x_t):
     r"""``d log p = dx - sum_c p_c dx_c`` per row (the tangent of ``log p = x - logsumexp(x)``)."""
-    return x_t - (logp.exp() * x_t).sum(-1, keepdim=True)
+    return x_t - (logp.exp() * x_t).sum(_class_dim(logp), keepdim=True)
 
 
 class SoftmaxCrossEntropy(HandWrittenFunction):
@@ -276,8 +315,12 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
     score is subtracted before ``exp``), ``J_i = -sum_c q_ic log p_ic`` where
     ``q_ic = (1 - eps) w[y_i] [c = y_i] + eps / C * w[c]`` (``eps`` the label
     smoothing, ``w`` the class weights, 1 by default), and ``q_i = 0`` for
-    ``y_i = ignore_index``. Its derivative (:func:`cross_entropy_grad`) is
-    ``dJ_i/dx_i = p_i * sum_c q_ic - q_i`` (``p - onehot(y)`` in the plain case);
+    ``y_i = ignore_index``; for class-probability targets ``t`` (shaped like
+    the scores) ``q_ic = w[c] ((1 - eps) t_ic + eps / C)``. Scores are ``(C,)``,
+    ``(N, C)`` or ``(N, C, d1, ...)`` (classes on dim 1), as in torch. Its
+    derivative (:func:`cross_entropy_grad`) is ``dJ_i/dx_i = p_i * sum_c q_ic - q_i``
+    (``p - onehot(y)`` in the plain case); probability targets get
+    ``dJ/dt_ic = -(1 - eps) w[c] log p_ic`` (:func:`cross_entropy_target_grad`);
     ``weight`` gets no gradient (as in torch).
 
     ``apply`` returns ``(loss, log_probs)``: ``log p`` is saved for backward,
@@ -292,33 +335,39 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
 
     @staticmethod
     def forward(scores, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        scores, weight = autocast_inputs("float32", scores, weight)
-        all_counted = _validate.class_targets(scores, target, ignore_index=ignore_index)
+        scores, weight, target = autocast_inputs("float32", scores, weight, target)
+        probabilities, all_counted = _validate.cross_entropy_targets(scores, target, ignore_index)
         _validate.class_weight(weight, scores)
         _validate.reduction(reduction)
         eps = _validate.real(label_smoothing, "label_smoothing")
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-        x, t = _as_rows(scores, target)
         # log p = x - logsumexp(x) with the log-sum-exp trick (the row's largest
         # score subtracted before exp, so nothing overflows even at ~1e38):
-        # torch's log_softmax kernel computes exactly that in one pass.
-        logp = torch.log_softmax(x, 1)
+        # torch's log_softmax kernel computes exactly that in one pass. Computed
+        # in the scores' own layout so that the output is no view (forward AD
+        # wants an output tangent laid out like its primal).
+        logp_out = torch.log_softmax(scores, 1 if scores.dim() >= 2 else 0)
+        logp = _class_rows(logp_out)
+        if probabilities:
+            q = _class_rows(target) * (1 - eps) + eps / logp.shape[1]
+            losses = -(logp * (q if weight is None else q * weight)).sum(1)
+            examples = scores.shape[:1] + scores.shape[2:] if scores.dim() >= 2 else ()
+            return _reduce(losses.reshape(examples), reduction), logp_out
+        t = target.reshape(-1)
         if all_counted and weight is None and not eps:  # every target a class: no masks needed
             picked = logp.gather(1, t.unsqueeze(1))  # log p[i, y_i], shape (N, 1)
             if reduction == "none":
-                return picked.neg().reshape(target.shape), logp.reshape(scores.shape)
+                return picked.neg().reshape(target.shape), logp_out
             total = picked.sum() if reduction == "sum" else picked.mean()
-            return total.neg(), logp.reshape(scores.shape)
-        valid, safe_t, w_t = _target_weights(t, weight, ignore_index, x.dtype)
+            return total.neg(), logp_out
+        valid, safe_t, w_t = _target_weights(t, weight, ignore_index, logp.dtype)
         losses = -logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * w_t
         if eps:
             smooth = -(logp.sum(1) if weight is None else (logp * weight).sum(1))
-            losses = (1 - eps) * losses + eps / x.shape[1] * smooth
-        losses = torch.where(valid, losses, 0)
-        if scores.dim() == 1:
-            losses = losses.reshape(target.shape)
-        return _reduce(losses, reduction, w_t.sum()), logp.reshape(scores.shape)
+            losses = (1 - eps) * losses + eps / logp.shape[1] * smooth
+        losses = torch.where(valid, losses, 0).reshape(target.shape)
+        return _reduce(losses, reduction, w_t.sum()), logp_out
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -334,24 +383,33 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
     def backward(ctx, grad_loss, grad_logp):
         logp, target, weight = ctx.saved_tensors
         weight = None if weight is None else weight.to(logp.dtype)
-        d = None
+        target_in = target.to(logp.dtype) if target.is_floating_point() else target
+        d = d_target = None
         if grad_loss is not None:
-            d = cross_entropy_grad(logp, target, grad_loss, weight, ctx.ignore_index, ctx.reduction, ctx.eps)
+            d = cross_entropy_grad(logp, target_in, grad_loss, weight, ctx.ignore_index, ctx.reduction, ctx.eps)
+            if ctx.needs_input_grad[1]:  # class-probability targets are differentiable, as in torch
+                d_target = cross_entropy_target_grad(logp, grad_loss, weight, ctx.reduction, ctx.eps)
         if grad_logp is not None:
             through_logp = log_softmax_grad(logp, grad_logp)
             d = through_logp if d is None else d + through_logp
-        return d, None, None, None, None, None
+        return d, d_target, None, None, None, None
 
     @staticmethod
     def jvp(ctx, scores_t, target_t, weight_t, ignore_index_t, reduction_t, label_smoothing_t):
         logp, target, weight = ctx.saved_tensors
         weight = None if weight is None else weight.to(logp.dtype)
+        target_in = target.to(logp.dtype) if target.is_floating_point() else target
         unit = torch.ones(ctx.loss_shape, dtype=logp.dtype, device=logp.device)
-        if scores_t is None:  # only the (non-differentiable) weight had a tangent
-            return torch.zeros_like(unit), torch.zeros_like(logp)
-        scores_t = scores_t.to(logp.dtype)
-        d = cross_entropy_grad(logp, target, unit, weight, ctx.ignore_index, ctx.reduction, ctx.eps)
-        return _loss_tangent(d, scores_t, ctx.reduction, unit), log_softmax_jvp(logp, scores_t)
+        loss_t, logp_t = torch.zeros_like(unit), torch.zeros_like(logp)
+        if scores_t is not None:
+            scores_t = scores_t.to(logp.dtype)
+            d = cross_entropy_grad(logp, target_in, unit, weight, ctx.ignore_index, ctx.reduction, ctx.eps)
+            loss_t = _loss_tangent(d, scores_t, ctx.reduction, unit)
+            logp_t = log_softmax_jvp(logp, scores_t)
+        if target_t is not None and target.is_floating_point():
+            d_target = cross_entropy_target_grad(logp, unit, weight, ctx.reduction, ctx.eps)
+            loss_t = loss_t + _loss_tangent(d_target, target_t, ctx.reduction, unit)
+        return loss_t, logp_t
 
 
 def _target_weights(t: torch.Tensor, weight, ignore_index: int, dtype: torch.dtype):
