@@ -219,7 +219,7 @@ def test_embedding_repeated_ids_add_up_and_padding_row_gets_nothing():
     assert g.tolist() == [[0.0, 0.0], [3.0, 3.0], [0.0, 0.0], [2.0, 2.0]]
 
 
-@pytest.mark.parametrize("padding_idx", [None, 1])
+@pytest.mark.parametrize("padding_idx", [None, 1, -1])
 def test_embedding_sparse_gradient_matches_torch(padding_idx):
     weight = torch.randn(5, 3)
     ids = torch.tensor([[0, 1, 1], [4, 1, 0]])
@@ -229,6 +229,8 @@ def test_embedding_sparse_gradient_matches_torch(padding_idx):
     assert ours.is_sparse and ours.layout == torch.sparse_coo
     torch.testing.assert_close(ours.to_dense(), ref.to_dense())
     torch.testing.assert_close(ours.coalesce().indices(), ref.coalesce().indices())
+    if padding_idx == -1:  # counts from the end, as in torch: row 4 (looked up once) gets nothing
+        assert torch.equal(ours.to_dense()[4], torch.zeros(3)) and 4 not in ours.coalesce().indices()
     # a sparse gradient lands in .grad like torch's
     w = weight.clone().requires_grad_(True)
     F.embedding(ids, w, sparse=True).sum().backward()
