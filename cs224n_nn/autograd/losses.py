@@ -251,6 +251,30 @@ class MultiClassMaxMarginLoss(HandWrittenFunction):
 
 
 @in_float32
+def _cross_entropy_losses(logp, target, weight, ignore_index: int, reduction: str, eps: float, all_counted: bool,
+                          scores_shape):
+    """``reduce(J_i)``, ``J_i = -sum_c q_ic log p_ic``, from the rows of ``log p`` (float32 for half precision)."""
+    if target.is_floating_point():
+        q = _class_rows(target) * (1 - eps) + eps / logp.shape[1]
+        losses = -(logp * (q if weight is None else q * weight)).sum(1)
+        examples = scores_shape[:1] + scores_shape[2:] if len(scores_shape) >= 2 else ()
+        return _reduce(losses.reshape(examples), reduction)
+    t = target.reshape(-1)
+    if all_counted and weight is None and not eps:  # every target a class: no masks needed
+        picked = logp.gather(1, t.unsqueeze(1))  # log p[i, y_i], shape (N, 1)
+        if reduction == "none":
+            return picked.neg().reshape(target.shape)
+        return (picked.sum() if reduction == "sum" else picked.mean()).neg()
+    valid, safe_t, w_t = _target_weights(t, weight, ignore_index, logp.dtype)
+    losses = -logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * w_t
+    if eps:
+        smooth = -(logp.sum(1) if weight is None else (logp * weight).sum(1))
+        losses = (1 - eps) * losses + eps / logp.shape[1] * smooth
+    losses = torch.where(valid, losses, 0).reshape(target.shape)
+    return _reduce(losses, reduction, w_t.sum())
+
+
+@in_float32
 def cross_entropy_grad(logp, target, grad, weight=None, ignore_index: int = -100, reduction: str = "mean",
                        label_smoothing: float = 0.0):
     r"""``dJ/dscores`` of softmax cross-entropy from ``log p`` and the upstream ``grad`` (notes section 7.2).
@@ -336,7 +360,7 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
     @staticmethod
     def forward(scores, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         scores, weight, target = autocast_inputs("float32", scores, weight, target)
-        probabilities, all_counted = _validate.cross_entropy_targets(scores, target, ignore_index)
+        _, all_counted = _validate.cross_entropy_targets(scores, target, ignore_index)
         _validate.class_weight(weight, scores)
         _validate.reduction(reduction)
         eps = _validate.real(label_smoothing, "label_smoothing")
@@ -349,25 +373,8 @@ class SoftmaxCrossEntropy(HandWrittenFunction):
         # wants an output tangent laid out like its primal).
         logp_out = torch.log_softmax(scores, 1 if scores.dim() >= 2 else 0)
         logp = _class_rows(logp_out)
-        if probabilities:
-            q = _class_rows(target) * (1 - eps) + eps / logp.shape[1]
-            losses = -(logp * (q if weight is None else q * weight)).sum(1)
-            examples = scores.shape[:1] + scores.shape[2:] if scores.dim() >= 2 else ()
-            return _reduce(losses.reshape(examples), reduction), logp_out
-        t = target.reshape(-1)
-        if all_counted and weight is None and not eps:  # every target a class: no masks needed
-            picked = logp.gather(1, t.unsqueeze(1))  # log p[i, y_i], shape (N, 1)
-            if reduction == "none":
-                return picked.neg().reshape(target.shape), logp_out
-            total = picked.sum() if reduction == "sum" else picked.mean()
-            return total.neg(), logp_out
-        valid, safe_t, w_t = _target_weights(t, weight, ignore_index, logp.dtype)
-        losses = -logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * w_t
-        if eps:
-            smooth = -(logp.sum(1) if weight is None else (logp * weight).sum(1))
-            losses = (1 - eps) * losses + eps / logp.shape[1] * smooth
-        losses = torch.where(valid, losses, 0).reshape(target.shape)
-        return _reduce(losses, reduction, w_t.sum()), logp_out
+        return _cross_entropy_losses(logp, target, weight, ignore_index, reduction, eps, bool(all_counted),
+                                     scores.shape), logp_out
 
     @staticmethod
     def setup_context(ctx, inputs, output):
