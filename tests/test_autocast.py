@@ -246,3 +246,20 @@ def test_training_step_under_cuda_autocast_matches_torch(dtype):
     torch.testing.assert_close(loss, loss_twin)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e)
+
+
+def test_compile_fullgraph_under_autocast_equals_eager():
+    layer = nn.Linear(4, 3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+
+    def step(x):
+        with torch.autocast("cpu", dtype=BF16):
+            return F.softmax_cross_entropy(F.tanh(layer(x)), y)
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    got, expected = compiled(x), step(x)
+    assert got.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(torch.autograd.grad(got, list(layer.parameters())),
+                    torch.autograd.grad(expected, list(layer.parameters()))):
+        torch.testing.assert_close(g, e)
