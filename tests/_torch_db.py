@@ -372,7 +372,18 @@ def module_dtypes(torch_cls: type) -> list[torch.dtype]:
 # torch.testing.assert_close's defaults per dtype (float64 1e-7/1e-7, float32 1.3e-6/1e-5,
 # float16 1e-3/1e-5, bfloat16 1.6e-2/1e-5) unless an entry here says why an op needs more.
 # Keys: (OpInfo name or torch.nn class name, dtype) -> dict(rtol=, atol=).
+#
+# Cross-entropy in float16: the gradient p * sum(q) - q is a difference of probabilities in [0, 1], with
+# p = exp(log p) read back from the float16 log-probabilities the forward saves (torch's log_softmax
+# saves its float16 output the same way). Half an ulp of log p becomes a few ulps of the difference where
+# p ~ q, so the error is set by the probabilities' scale, not the result's: ours and torch's kernel land
+# at different points of that band (module_db, 105 cases: largest |ours - float64| 7.8e-3, torch's
+# 1.5e-2; in 14 cases 1-2 elements of ours are 1-4 float16 ulps further than torch's). atol = 1e-3, about two
+# float16 ulps at 0.5, times the unit-scale cotangent.
+_CE_FLOAT16 = dict(rtol=1e-3, atol=1e-3)
 TOLERANCES: dict[tuple[str, torch.dtype], dict[str, float]] = {
+    ("nn.functional.cross_entropy", torch.float16): _CE_FLOAT16,
+    ("CrossEntropyLoss", torch.float16): _CE_FLOAT16,
 }
 
 _DEFAULT_TOL = {torch.float64: (1e-7, 1e-7), torch.float32: (1.3e-6, 1e-5),

@@ -140,11 +140,13 @@ def _gradcheck_params():
         mi, _ = db.module_inputs(db.MODULE_TWINS[name].torch_cls, dtype, True)[index]
         checks = ["grad"] + (["gradgrad"] if mi.supports_gradgrad else [])
         for check in checks:
-            marks = [pytest.mark.slow] if check == "gradgrad" else []
-            out.append(pytest.param(name, index, check, marks=marks, id=p.id.replace("-float64-", f"-{check}-", 1)))
+            out.append(pytest.param(name, index, check, id=p.id.replace("-float64-", f"-{check}-", 1)))
     return out
 
 
+# slow: about 230 gradcheck/gradgradcheck runs (210 of them CrossEntropyLoss's grid of shapes x options),
+# about half of this file's time; still part of the default run.
+@pytest.mark.slow
 @pytest.mark.parametrize("name, index, check", _gradcheck_params())
 def test_module_gradcheck(name, index, check):
     """torch's test_modules._test_gradients_helper: the inputs that require grad and the parameters."""

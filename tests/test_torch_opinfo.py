@@ -173,3 +173,22 @@ def test_gradcheck(name, check, index):
     f, inputs = db.gradcheck_fn(twin.call_ours, sample)
     assert inputs, "the sample has no tensor that requires grad"
     db.run_check(name, check, f, inputs)
+
+
+def test_refusal_machinery():
+    """A Refusal passes only when ours raises an input error whose message names what is refused."""
+    r = db.Refusal(("x",), applies=lambda args, kwargs: True, match=r"\bp\b must be", reason="test")
+
+    def refuses():
+        raise ValueError("p must be 1 or 2")
+
+    db.assert_refused(r, refuses)
+    with pytest.raises(AssertionError, match="succeeded"):
+        db.assert_refused(r, lambda: None)
+    with pytest.raises(AssertionError, match="does not match"):
+        db.assert_refused(r, lambda: (_ for _ in ()).throw(ValueError("something else")))
+    with pytest.raises(KeyError):  # not an input error: propagates as a failure
+        db.assert_refused(r, lambda: {}["k"])
+    # Every refusal names a twin the harness knows and gives its reason.
+    for refusal in db.REFUSALS:
+        assert refusal.reason and set(refusal.twins) <= set(db.OP_TWINS) | set(db.MODULE_TWINS)
