@@ -16,11 +16,13 @@ The tests that use it: ``tests/test_torch_opinfo.py`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
 import types
 import unittest
+import unittest.mock
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -302,12 +304,29 @@ def _limited(sample):
     return out
 
 
+@contextlib.contextmanager
+def _generating():
+    """Deterministic generation, without torch's per-iterator stack crawl.
+
+    torch's sample iterators call ``common_utils.extract_test_fn`` to find the running unittest
+    ``TestCase`` (only to attach the current sample to it for error messages) by ``inspect.stack()``,
+    which reads the source of every frame: half a second each under pytest's deep stack, most of this
+    suite's collection time. Under pytest there is no such TestCase and it returns None after the
+    crawl; answering None at once is the same result.
+    """
+    from torch.testing._internal.opinfo import core as _core
+    with _cu.freeze_rng_state(), \
+            unittest.mock.patch.object(_cu, "extract_test_fn", lambda: None), \
+            unittest.mock.patch.object(_core, "extract_test_fn", lambda: None):
+        torch.manual_seed(SEED)
+        yield
+
+
 @functools.cache
 def op_samples(torch_name: str, dtype: torch.dtype, kind: str, requires_grad: bool) -> tuple:
     """torch's ``sample_inputs`` / ``reference_inputs`` / ``error_inputs`` for the op, deterministic."""
     op = opinfo(torch_name)
-    with _cu.freeze_rng_state():
-        torch.manual_seed(SEED)
+    with _generating():
         if kind == "sample":
             return tuple(op.sample_inputs(DEVICE, dtype, requires_grad=requires_grad))
         if kind == "reference":
@@ -338,8 +357,7 @@ def clone_tree(tree, requires_grad: Callable[[torch.Tensor], bool] = lambda t: t
 @functools.cache
 def module_inputs(torch_cls: type, dtype: torch.dtype, requires_grad: bool, training: bool = True) -> tuple:
     out = []
-    with _cu.freeze_rng_state():
-        torch.manual_seed(SEED)
+    with _generating():
         for mi in moduleinfos(torch_cls):
             out.extend((mi, x) for x in mi.module_inputs_func(
                 mi, device=DEVICE, dtype=dtype, requires_grad=requires_grad, training=training))
@@ -349,8 +367,7 @@ def module_inputs(torch_cls: type, dtype: torch.dtype, requires_grad: bool, trai
 @functools.cache
 def module_error_inputs(torch_cls: type, dtype: torch.dtype) -> tuple:
     out = []
-    with _cu.freeze_rng_state():
-        torch.manual_seed(SEED)
+    with _generating():
         for mi in moduleinfos(torch_cls):
             if mi.module_error_inputs_func is not None:
                 out.extend((mi, x) for x in mi.module_error_inputs_func(

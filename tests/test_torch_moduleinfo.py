@@ -1,7 +1,7 @@
 """cs224n_nn.nn against PyTorch's own ModuleInfo database (``module_db``), the outside measure of drop-in.
 
-For each twin in ``_torch_db.MODULE_TWINS`` that module_db covers (torch.nn.Dropout has no ModuleInfo;
-its OpInfo runs in test_torch_opinfo.py) and each dtype its ModuleInfo declares:
+For each twin in ``_torch_db.MODULE_TWINS`` that module_db covers and each dtype its ModuleInfo declares
+(torch.nn.Dropout has no ModuleInfo: ``test_dropout_module`` runs it on the dropout OpInfo's samples):
 
 * ``test_module``: ours, built with the ModuleInput's constructor arguments and torch's parameters
   (``load_state_dict``), gives the same output and the same gradients (inputs and parameters) for a
@@ -187,3 +187,31 @@ def test_module_gradcheck(name, index, check):
         assert torch.autograd.gradcheck(f, inputs, **options)
     else:
         assert torch.autograd.gradgradcheck(f, inputs, **options)
+
+
+def _dropout_params():
+    name = "nn.functional.dropout"
+    return [pytest.param(dtype, i, id=f"Dropout-{db.dtype_name(dtype)}-{i}-{db.describe_call(s.input, s.args, s.kwargs)}")
+            for dtype in db.op_dtypes(name) for i, s in enumerate(db.op_samples(name, dtype, "sample", False))]
+
+
+@pytest.mark.parametrize("dtype, index", _dropout_params())
+def test_dropout_module(dtype, index):
+    """torch.nn.Dropout has no ModuleInfo in module_db: its twin runs on the dropout OpInfo's samples instead.
+
+    Same p, same train/eval mode, same seed before each forward: the same output and gradient as
+    torch.nn.Dropout (p = 0, 0.5, 1; training and eval; 2-D, 1-D and 0-d inputs).
+    """
+    sample = db.op_samples("nn.functional.dropout", dtype, "sample", False)[index]
+    p, training = sample.kwargs.get("p", 0.5), sample.kwargs.get("training", True)
+    outs, grads = [], []
+    for cls in (torch.nn.Dropout, db.MODULE_TWINS["Dropout"].ours_cls):
+        m = cls(p).train(training)
+        x = db.clone_tree(sample.input, lambda t: True)
+        torch.manual_seed(42)
+        y = m(x)
+        (g,) = torch.autograd.grad(y, x, db.cotangents_like([y])[0])
+        outs.append(y)
+        grads.append(g)
+    db.assert_same(outs[1], outs[0], "Dropout", dtype, "output")
+    db.assert_same(grads[1], grads[0], "Dropout", dtype, "grad of input")
