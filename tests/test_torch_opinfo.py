@@ -192,3 +192,14 @@ def test_refusal_machinery():
     # Every refusal names a twin the harness knows and gives its reason.
     for refusal in db.REFUSALS:
         assert refusal.reason and set(refusal.twins) <= set(db.OP_TWINS) | set(db.MODULE_TWINS)
+
+
+def test_databases_import_without_expecttest(monkeypatch):
+    """expecttest is no dependency of ours: without it the harness installs a stand-in and imports torch's databases."""
+    import sys
+    import unittest
+
+    monkeypatch.setitem(sys.modules, "expecttest", None)  # `import expecttest` now raises ImportError
+    cmi, cm, cu = db._import_torch_testing()
+    assert sys.modules["expecttest"].TestCase is unittest.TestCase
+    assert any(o.name == "tanh" for o in cmi.op_db) and cm.module_db and cu.TestCase
