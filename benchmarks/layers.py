@@ -1,10 +1,12 @@
-"""Affine, Embedding (dense and sparse gradient), the losses and Dropout.
+"""Affine, Embedding (dense and sparse gradient), the losses, Dropout and the fused layers.
 
 Sizes are those of the window NER model (GUIDE section 6): a batch of B
 windows of 5 words, 50-dimensional vectors from a 20K vocabulary, a 300-unit
 hidden layer, 9 tags. One call is forward + hand-written backward, with
 ``torch.autograd.grad`` so that no ``.grad`` accumulation is timed. The issue
-sets no target for these; the ratio is reported for the owners to act on.
+sets no target for these, except the fused layer (issue 13): ``dense`` forward +
+backward at most 1.0x ``tanh(F.linear(x, W, b))`` at 256 and 4096 x 300 -> 300.
+The other fused rows (layer + dropout, output layer + loss) are reported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from benchmarks._timing import Case, Context, Row, measure_all
+from benchmarks._timing import Case, Context, Row, Target, measure_all
 
 HIDDEN = 300
 VOCAB, EMBED_DIM, WINDOW = 20_000, 50, 5
@@ -28,7 +30,7 @@ def _grads(loss_or_out: Callable[[], torch.Tensor], inputs: tuple[torch.Tensor, 
     return lambda: torch.autograd.grad(loss_or_out(), inputs, g)
 
 
-def _case(piece: str, setting: str, native_name: str, ours, native, inputs, g=None) -> Case:
+def _case(piece: str, setting: str, native_name: str, ours, native, inputs, g=None, target=None) -> Case:
     return Case(
         group="layers",
         piece=piece,
@@ -36,6 +38,7 @@ def _case(piece: str, setting: str, native_name: str, ours, native, inputs, g=No
         native_name=native_name,
         ours=_grads(ours, inputs, g),
         native=_grads(native, inputs, g),
+        target=target,
     )
 
 
@@ -103,8 +106,60 @@ def dropout_case(batch: int) -> Case:
     )
 
 
+# issue 13: the fused layer at these batch sizes
+DENSE_TARGET_BATCHES = (256, 4096)
+
+
+def _layer_params(batch: int, n_out: int = HIDDEN):
+    x = torch.randn(batch, HIDDEN, requires_grad=True)
+    weight = torch.randn(n_out, HIDDEN, requires_grad=True)
+    bias = torch.randn(n_out, requires_grad=True)
+    return x, weight, bias
+
+
+def dense_cases(batch: int) -> Iterator[Case]:
+    """The notes' layer tanh(x W^T + b) as one Function, without and with dropout."""
+    from cs224n_nn.functional import dense
+
+    x, weight, bias = _layer_params(batch)
+    g = torch.randn(batch, HIDDEN)
+    setting = f"{batch} x {HIDDEN} -> {HIDDEN}"
+    target = Target("<=", 1.0) if batch in DENSE_TARGET_BATCHES else None
+    yield _case(
+        "dense (tanh)", setting, "torch.tanh(F.linear)",
+        lambda: dense(x, weight, bias, "tanh"), lambda: torch.tanh(F.linear(x, weight, bias)),
+        (x, weight, bias), g, target,
+    )
+    yield _case(
+        "dense (tanh, dropout 0.5)", setting, "F.dropout(torch.tanh(F.linear))",
+        lambda: dense(x, weight, bias, "tanh", dropout=0.5),
+        lambda: F.dropout(torch.tanh(F.linear(x, weight, bias)), 0.5), (x, weight, bias), g,
+    )
+
+
+def dense_loss_cases(batch: int) -> Iterator[Case]:
+    """The output layer fused with its loss, against the loss of ``F.linear``."""
+    from cs224n_nn.functional import dense_cross_entropy, dense_multi_margin
+
+    x, weight, bias = _layer_params(batch, TAGS)
+    labels = torch.randint(TAGS, (batch,))
+    setting = f"{batch} x {HIDDEN} -> {TAGS} classes"
+    yield _case(
+        "dense_cross_entropy", setting, "F.cross_entropy(F.linear)",
+        lambda: dense_cross_entropy(x, weight, bias, labels),
+        lambda: F.cross_entropy(F.linear(x, weight, bias), labels), (x, weight, bias),
+    )
+    yield _case(
+        "dense_multi_margin", setting, "F.multi_margin_loss(F.linear)",
+        lambda: dense_multi_margin(x, weight, bias, labels),
+        lambda: F.multi_margin_loss(F.linear(x, weight, bias), labels), (x, weight, bias),
+    )
+
+
 def cases(mode: str) -> Iterator[Case]:
     for batch in BATCHES[mode]:
+        yield from dense_cases(batch)
+        yield from dense_loss_cases(batch)
         yield affine_case(batch)
         yield embedding_case(batch, sparse=False)
         yield embedding_case(batch, sparse=True)

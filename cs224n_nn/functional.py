@@ -59,9 +59,8 @@ def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True) -> torch.Tensor:
     """Inverted dropout (notes section 7.3): zero each element with probability ``p``, scale the rest by ``1/(1-p)``.
 
-    ``p`` must be in [0, 1) (``p = 1`` would divide by a zero keep
-    probability; torch returns zeros there, we raise). Returns ``x`` itself
-    when not training or when ``p == 0``, as torch does.
+    ``p`` in [0, 1]; ``p = 1`` drops everything and returns zeros (gradient 0),
+    as torch does. Returns ``x`` itself when not training or when ``p == 0``, as torch does.
     """
     _validate.floating(x, "input")
     p = _validate.drop_probability(p)
@@ -71,9 +70,20 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True) -> torch.Ten
 
 
 def embedding(ids: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
               sparse: bool = False) -> torch.Tensor:
-    """Rows ``weight[ids]``; gradient scatter-added into the rows used, none into ``padding_idx``."""
-    return _fn.Embedding.apply(ids, weight, padding_idx, sparse)
+    """Rows ``weight[ids]``; gradient scatter-added into the rows used, none into ``padding_idx``.
+
+    The arguments of ``torch.nn.functional.embedding``: with ``max_norm`` the
+    looked-up rows of ``weight`` whose ``norm_type``-norm exceeds it are first
+    rescaled to norm ``max_norm`` in place (outside autograd, as torch does);
+    ``scale_grad_by_freq`` divides each position's gradient by its id's count
+    in ``ids``; ``sparse`` makes the gradient a sparse COO tensor.
+    """
+    if max_norm is not None:
+        _validate.embedding(ids, weight, padding_idx)
+        _fn.renorm_rows_(weight, ids, _validate.real(max_norm, "max_norm"), _validate.real(norm_type, "norm_type"))
+    return _fn.Embedding.apply(ids, weight, padding_idx, sparse, scale_grad_by_freq)
 
 
 def max_margin_loss(s: torch.Tensor, s_c: torch.Tensor, margin: float = 1.0,
@@ -83,14 +93,25 @@ def max_margin_loss(s: torch.Tensor, s_c: torch.Tensor, margin: float = 1.0,
 
 
 def multiclass_max_margin_loss(scores: torch.Tensor, target: torch.Tensor, margin: float = 1.0,
-                               weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
-    """Equal to ``torch.nn.functional.multi_margin_loss(scores, target, p=1, margin, weight, reduction)``."""
-    return _fn.MultiClassMaxMarginLoss.apply(scores, target, margin, weight, reduction)
+                               weight: torch.Tensor | None = None, reduction: str = "mean",
+                               p: int = 1) -> torch.Tensor:
+    """``J_i = w[y_i]/C sum_{j != y_i} max(0, margin - x_y + x_j)^p`` (p 1 or 2), equal to
+    ``torch.nn.functional.multi_margin_loss(scores, target, p, margin, weight, reduction=reduction)``;
+    0-d scores are one class (loss 0), as in torch."""
+    return _fn.MultiClassMaxMarginLoss.apply(scores, target, margin, weight, reduction, p)
 
 
 def softmax_cross_entropy(scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                           ignore_index: int = -100, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> torch.Tensor:
-    """Equal to ``torch.nn.functional.cross_entropy`` for (N, C) or (C,) scores and int64 class targets."""
+    """Equal to ``torch.nn.functional.cross_entropy``: (C,), (N, C) or (N, C, d1, ...) scores, int64 class
+    indices or class probabilities as targets (notes section 7.2)."""
     loss, _ = _fn.SoftmaxCrossEntropy.apply(scores, target, weight, ignore_index, reduction, label_smoothing)
     return loss
+
+
+# The fused layers, each one Function (cs224n_nn.autograd.layer): the notes' layer
+# f(x W^T + b) with dropout in the same pass, and the output layer fused with its loss.
+from .autograd.layer import dense, dense_cross_entropy, dense_multi_margin  # noqa: E402
+
+__all__ += ["dense", "dense_cross_entropy", "dense_multi_margin"]

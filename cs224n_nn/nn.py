@@ -85,7 +85,7 @@ class Dropout(_tnn.Dropout):
     """Inverted dropout (notes section 7.3): in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``;
     ``dy/dx = mask / (1 - p)``. The identity in ``eval()`` mode.
 
-    ``p`` is the drop probability, as in torch, and must be in [0, 1).
+    ``p`` is the drop probability, as in torch, in [0, 1] (``p = 1`` gives zeros).
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
@@ -100,25 +100,15 @@ class Embedding(_tnn.Embedding):
     """Word-vector lookup ``y[..., :] = weight[ids[...], :]`` (the window of word vectors of notes section 3).
 
     Backward: the gradient of each position is scatter-added into the row of
-    its id; row ``padding_idx`` gets none; ``sparse=True`` makes it a sparse
-    COO tensor. ``max_norm`` and ``scale_grad_by_freq`` are not supported.
-    ``Embedding.from_pretrained(embeddings, freeze=True, padding_idx=None,
-    sparse=False)`` works as in torch.
+    its id; row ``padding_idx`` gets none; ``scale_grad_by_freq`` divides it by
+    its id's count in the batch; ``sparse=True`` makes it a sparse COO tensor.
+    ``max_norm`` rescales the looked-up rows in place before the lookup, as torch.
+    ``Embedding.from_pretrained(...)`` works as in torch.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight: torch.Tensor | None = None, _freeze: bool = False,
-                 device=None, dtype=None) -> None:
-        if max_norm is not None:
-            raise ValueError("max_norm is not supported by cs224n_nn.nn.Embedding; leave it None")
-        if scale_grad_by_freq:
-            raise ValueError("scale_grad_by_freq is not supported by cs224n_nn.nn.Embedding; leave it False")
-        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq,
-                         sparse, _weight, _freeze, device, dtype)
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.embedding(input, self.weight, self.padding_idx, self.sparse)
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
 
 
 class MaxMarginLoss(_tnn.Module):
@@ -141,29 +131,30 @@ class MaxMarginLoss(_tnn.Module):
 
 
 class MultiClassMaxMarginLoss(_tnn.MultiMarginLoss):
-    """``J_i = w[y_i]/C * sum_{j != y_i} max(0, margin - x_{y_i} + x_j)``, the section 4 objective against every
-    wrong class; the twin of ``torch.nn.MultiMarginLoss`` with ``p=1`` (the only ``p`` supported).
+    """``J_i = w[y_i]/C * sum_{j != y_i} max(0, margin - x_{y_i} + x_j)^p``, the section 4 objective against every
+    wrong class (``p = 1``, the notes' hinge) or its square (``p = 2``); the twin of ``torch.nn.MultiMarginLoss``.
 
-    ``dJ_i/dx_j = w[y_i]/C`` for each violating ``j``; ``dJ_i/dx_{y_i}`` is minus their sum.
+    ``dJ_i/dx_j = w[y_i]/C * p max(0, z_j)^(p-1)`` for each violating ``j``; ``dJ_i/dx_{y_i}`` is minus their sum.
     """
 
     def __init__(self, p: int = 1, margin: float = 1.0, weight: torch.Tensor | None = None,
                  size_average=None, reduce=None, reduction: str = "mean") -> None:
-        if p != 1:
-            raise ValueError(f"p must be 1 (the notes' hinge, not its square), got {p}")
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"p must be 1 or 2 (as torch.nn.MultiMarginLoss), got {p!r}")
         super().__init__(p, margin, weight, size_average, reduce, reduction)
         _validate.reduction(self.reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.multiclass_max_margin_loss(input, target, self.margin, self.weight, self.reduction)
+        return F.multiclass_max_margin_loss(input, target, self.margin, self.weight, self.reduction, self.p)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, reduction={self.reduction!r}"
+        return ("" if self.p == 1 else f"p={self.p}, ") + f"margin={self.margin}, reduction={self.reduction!r}"
 
 
 class CrossEntropyLoss(_tnn.CrossEntropyLoss):
     """Softmax cross-entropy ``J_i = -log softmax(x_i)[y_i]`` (the loss of notes section 7.2), the twin of
-    ``torch.nn.CrossEntropyLoss`` for (N, C) or (C,) scores and int64 class targets.
+    ``torch.nn.CrossEntropyLoss`` for (C,), (N, C) or (N, C, d1, ...) scores and class-index or
+    class-probability targets.
 
     ``dJ_i/dx_i = softmax(x_i) - onehot(y_i)`` (with class weights and label
     smoothing: ``softmax(x_i) sum_c q_ic - q_i``, see ``SoftmaxCrossEntropy``).
@@ -180,3 +171,42 @@ class CrossEntropyLoss(_tnn.CrossEntropyLoss):
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+
+
+# The notes' layer as one Function (cs224n_nn.autograd.layer).
+from .autograd.layer import ACTIVATION_PARAMS, activation_params, dense_checked  # noqa: E402
+
+
+class Dense(_tnn.Linear):
+    """The notes' layer ``a = f(x W^T + b)`` (sections 2 and 7.4) as one Function, ``cs224n_nn.autograd.DenseLayer``.
+
+    Backward ``delta = f'(z) * dJ/da``, ``dW = delta^T x``, ``db = sum delta``,
+    ``dx = delta W`` (section 6) in one autograd node. ``weight``/``bias`` are
+    ``torch.nn.Linear``'s (same shapes, names and default initialisation);
+    ``activation`` is one of ``"sigmoid"``, ``"tanh"``, ``"hardtanh"``,
+    ``"softsign"``, ``"relu"``, ``"leaky_relu"``, its parameters
+    (``min_val``/``max_val``, ``negative_slope``) as keywords. ``dropout`` > 0
+    applies inverted dropout (section 7.3) to the output inside the same pass
+    while ``training``: ``F.dropout(act(linear(x)), dropout, self.training)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "tanh",
+                 device=None, dtype=None, *, dropout: float = 0.0, **params) -> None:
+        checked = activation_params(activation, **params)
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.activation = activation
+        self.activation_params = dict(zip(ACTIVATION_PARAMS.get(activation, {}), checked))
+        self.dropout = _validate.drop_probability(dropout)
+        self._params = checked
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return dense_checked(input, self.weight, self.bias, self.activation, self._params, self.dropout,
+                             self.training)
+
+    def extra_repr(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v in self.activation_params.items())
+        dropout = f", dropout={self.dropout}" if self.dropout else ""
+        return f"{super().extra_repr()}, activation={self.activation!r}{extra}{dropout}"
+
+
+__all__ += ["Dense"]

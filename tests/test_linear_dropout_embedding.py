@@ -168,10 +168,22 @@ def test_dropout_function_gradcheck_with_a_fixed_mask():
     assert gradgradcheck(A.Dropout.apply, (x, mask))
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
+@pytest.mark.parametrize("p", [-0.1, 1.0001, 1.5, float("nan")])
 def test_dropout_p_outside_zero_one_is_refused(p):
-    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]"):
         F.dropout(torch.randn(3), p)
+
+
+def test_dropout_p_one_gives_zeros_like_torch():
+    x = torch.randn(4, 3, requires_grad=True)
+    out = F.dropout(x, 1.0)
+    twin = TF.dropout(x, 1.0)
+    torch.testing.assert_close(out, twin, rtol=0, atol=0)
+    assert not out.isnan().any() and torch.equal(out, torch.zeros(4, 3))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_twin,) = torch.autograd.grad(twin.sum(), x)
+    torch.testing.assert_close(g, g_twin, rtol=0, atol=0)
+    assert torch.equal(A.keep_mask(x.detach(), 1), torch.zeros(4, 3))
 
 
 def test_dropout_bad_types():
@@ -207,7 +219,7 @@ def test_embedding_repeated_ids_add_up_and_padding_row_gets_nothing():
     assert g.tolist() == [[0.0, 0.0], [3.0, 3.0], [0.0, 0.0], [2.0, 2.0]]
 
 
-@pytest.mark.parametrize("padding_idx", [None, 1])
+@pytest.mark.parametrize("padding_idx", [None, 1, -1])
 def test_embedding_sparse_gradient_matches_torch(padding_idx):
     weight = torch.randn(5, 3)
     ids = torch.tensor([[0, 1, 1], [4, 1, 0]])
@@ -217,6 +229,8 @@ def test_embedding_sparse_gradient_matches_torch(padding_idx):
     assert ours.is_sparse and ours.layout == torch.sparse_coo
     torch.testing.assert_close(ours.to_dense(), ref.to_dense())
     torch.testing.assert_close(ours.coalesce().indices(), ref.coalesce().indices())
+    if padding_idx == -1:  # counts from the end, as in torch: row 4 (looked up once) gets nothing
+        assert torch.equal(ours.to_dense()[4], torch.zeros(3)) and 4 not in ours.coalesce().indices()
     # a sparse gradient lands in .grad like torch's
     w = weight.clone().requires_grad_(True)
     F.embedding(ids, w, sparse=True).sum().backward()

@@ -11,6 +11,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import cs224n_nn.autograd as A
 import cs224n_nn.functional as F
+import cs224n_nn.nn as nn
 
 TOL = {
     torch.float64: dict(rtol=1e-10, atol=1e-12),
@@ -254,13 +255,22 @@ def test_targets_out_of_range_or_wrong_dtype_or_shape_are_refused(name):
         loss(x, torch.tensor([0, 4, 1]))
     with pytest.raises(IndexError, match=r"target must lie in \[0, 4\).*found -2"):
         loss(x, torch.tensor([0, -2, 1]))
-    for dtype in (torch.int32, torch.float32, torch.bool):
+    # cross-entropy also takes class probabilities (a floating target shaped like the scores)
+    for dtype in (torch.int32, torch.bool) if name == "cross_entropy" else (torch.int32, torch.float32, torch.bool):
         with pytest.raises(TypeError, match=rf"target must be an int64 .*got {dtype}"):
             loss(x, torch.tensor([0, 1, 1]).to(dtype))
     with pytest.raises(ValueError, match=r"target must have shape \(3,\) for input of shape \(3, 4\), got \(2,\)"):
         loss(x, torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"input must be 1-D \(C,\) or 2-D \(N, C\)"):
-        loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
+    if name == "cross_entropy":
+        with pytest.raises(ValueError, match=r"target of class probabilities must have the shape of input \(3, 4\)"):
+            loss(x, torch.tensor([0, 1, 1]).float())
+        with pytest.raises(ValueError, match=r"target must have shape \(2, 4\) for input of shape \(2, 3, 4\)"):
+            loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match="ignore_index is not supported with class-probability targets"):
+            loss(x, torch.rand(3, 4), ignore_index=1)
+    else:
+        with pytest.raises(ValueError, match=r"input must be 1-D \(C,\) or 2-D \(N, C\)"):
+            loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="input must be a floating-point tensor"):
         loss(torch.ones(3, 4, dtype=torch.int64), torch.tensor([0, 1, 1]))
     with pytest.raises(ValueError, match=r"weight must have shape \(C,\) = \(4,\), got \(3,\)"):
@@ -338,3 +348,33 @@ def test_cross_entropy_ignore_index_inside_the_class_range_is_not_plain():
     torch.testing.assert_close(ours, ref)
     torch.testing.assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(ref, x)[0])
 
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin_p2_matches_torch(reduction, weighted):
+    x = torch.randn(6, 4, dtype=torch.float64)
+    t = torch.tensor([0, 3, 1, 2, 2, 1])
+    w = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = F.multiclass_max_margin_loss(a, t, 0.7, w, reduction, p=2)
+    twin = torch.nn.functional.multi_margin_loss(b, t, p=2, margin=0.7, weight=w, reduction=reduction)
+    torch.testing.assert_close(ours, twin)
+    upstream = torch.randn(ours.shape, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(ours, a, upstream)[0], torch.autograd.grad(twin, b, upstream)[0])
+    module = nn.MultiClassMaxMarginLoss(p=2, margin=0.7, weight=w, reduction=reduction)
+    torch.testing.assert_close(module(x, t), twin.detach())
+    assert torch.autograd.gradcheck(lambda v: F.multiclass_max_margin_loss(v, t, 0.7, w, reduction, p=2), (a,))
+
+
+@pytest.mark.parametrize("target", [torch.tensor(0), torch.tensor([0])])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_multi_margin_takes_0d_scores_like_torch(target, reduction):
+    x = torch.tensor(0.3, requires_grad=True)
+    ours = F.multiclass_max_margin_loss(x, target, reduction=reduction)
+    twin = torch.nn.functional.multi_margin_loss(x, target, reduction=reduction)
+    assert ours.shape == twin.shape
+    torch.testing.assert_close(ours, twin)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(twin.sum(), x)[0])
+    with pytest.raises(IndexError, match=r"target must lie in \[0, 1\)"):
+        F.multiclass_max_margin_loss(x, torch.tensor(1))

@@ -105,11 +105,52 @@ def test_embedding_from_pretrained():
     assert tuned.weight.grad.to_dense()[1].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_embedding_unsupported_options_are_refused():
-    with pytest.raises(ValueError, match="max_norm is not supported"):
-        nn.Embedding(5, 2, max_norm=1.0)
-    with pytest.raises(ValueError, match="scale_grad_by_freq is not supported"):
-        nn.Embedding.from_pretrained(torch.randn(3, 2), scale_grad_by_freq=True)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_embedding_max_norm_renormalises_rows_like_torch(norm_type):
+    weight = 3 * torch.randn(6, 4)
+    ids = torch.tensor([[0, 2, 2], [5, 0, 1]])
+    ours = nn.Embedding.from_pretrained(weight.clone(), freeze=False, max_norm=1.5, norm_type=norm_type)
+    twin = tnn.Embedding.from_pretrained(weight.clone(), freeze=False, max_norm=1.5, norm_type=norm_type)
+    out, out_twin = ours(ids), twin(ids)
+    torch.testing.assert_close(out, out_twin)
+    torch.testing.assert_close(ours.weight, twin.weight)  # looked-up rows rescaled in place, others kept
+    assert torch.equal(ours.weight[3], weight[3]) and not torch.equal(ours.weight[0], weight[0])
+    upstream = torch.randn_like(out)
+    (g,) = torch.autograd.grad(out, ours.weight, upstream)
+    (g_twin,) = torch.autograd.grad(out_twin, twin.weight, upstream)
+    torch.testing.assert_close(g, g_twin)
+
+
+def test_embedding_scale_grad_by_freq_with_sparse_is_refused_like_torch():
+    ids = torch.tensor([0, 0, 1])
+    with pytest.raises(ValueError, match="scale_grad_by_freq=True is not supported with sparse=True"):
+        nn.Embedding(3, 2, scale_grad_by_freq=True, sparse=True)(ids)
+    twin = tnn.Embedding(3, 2, scale_grad_by_freq=True, sparse=True)
+    with pytest.raises(RuntimeError, match="scale_grad_by_freq not supported with sparse"):
+        twin(ids).sum().backward()
+
+
+@pytest.mark.parametrize("padding_idx", [None, 2, -1])
+def test_embedding_scale_grad_by_freq_like_torch(padding_idx):
+    sparse = False
+    weight = torch.randn(6, 3)
+    ids = torch.tensor([[0, 2, 2], [5, 2, 1], [0, 5, 4]])
+    ours = nn.Embedding.from_pretrained(weight.clone(), freeze=False, padding_idx=padding_idx,
+                                        scale_grad_by_freq=True, sparse=sparse)
+    twin = tnn.Embedding.from_pretrained(weight.clone(), freeze=False, padding_idx=padding_idx,
+                                         scale_grad_by_freq=True, sparse=sparse)
+    upstream = torch.randn(3, 3, 3)
+    (g,) = torch.autograd.grad(ours(ids), ours.weight, upstream)
+    (g_twin,) = torch.autograd.grad(twin(ids), twin.weight, upstream)
+    if sparse:
+        g, g_twin = g.to_dense(), g_twin.to_dense()
+    torch.testing.assert_close(g, g_twin)
+    # row 2 appears three times: its gradient is the mean, not the sum, of its positions'
+    if padding_idx is None:
+        torch.testing.assert_close(g[2], (upstream[0, 1] + upstream[0, 2] + upstream[1, 1]) / 3)
+
+
+def test_embedding_ids_out_of_range_are_refused():
     with pytest.raises(IndexError, match=r"input \(the ids\) must lie in \[0, 5\)"):
         nn.Embedding(5, 2)(torch.tensor([7]))
 
@@ -124,9 +165,11 @@ def test_dropout_module_training_and_eval():
     torch.testing.assert_close(a, twin(x))
     ours.eval()
     assert ours(x) is x
-    for p in (-0.1, 1.0, 2):
-        with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
+    for p in (-0.1, 1.01, 2):
+        with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]"):
             nn.Dropout(p)
+    ours, twin = nn.Dropout(1.0), tnn.Dropout(1.0)
+    torch.testing.assert_close(ours(x), twin(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -164,8 +207,8 @@ def test_loss_module_reprs():
 
 
 def test_loss_module_bad_arguments():
-    with pytest.raises(ValueError, match="p must be 1"):
-        nn.MultiClassMaxMarginLoss(p=2)
+    with pytest.raises(ValueError, match="p must be 1 or 2"):
+        nn.MultiClassMaxMarginLoss(p=3)
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.CrossEntropyLoss(reduction="avg")
     with pytest.raises(ValueError, match="reduction must be one of"):

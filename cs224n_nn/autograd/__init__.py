@@ -5,19 +5,27 @@ and written by hand (never autograd of the forward), supports
 ``torch.func`` transforms (``generate_vmap_rule = True``) and
 ``torch.compile(fullgraph=True)``, and has a differentiable backward so that
 double backward works. Call them through :mod:`cs224n_nn.functional` or the
-modules in :mod:`cs224n_nn.nn`; ``Function.apply`` takes the same arguments
+modules in :mod:`cs224n_nn.nn`. Each also has a ``jvp`` (forward mode: ``torch.func.jvp``,
+``jacfwd``, ``hessian``, dual numbers), a batchable backward (``is_grads_batched``,
+``vmap``) and follows torch's autocast policy for its twin (docs/modules.md).
+``Function.apply`` takes the same arguments
 positionally, except that ``Dropout.apply(x, mask)`` takes the mask drawn by
 :func:`keep_mask` and ``SoftmaxCrossEntropy.apply`` returns ``(loss, log_probs)``.
 """
 
 from .activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftSign, Tanh
 from .dropout import Dropout, keep_mask
-from .embedding import Embedding
+from .embedding import Embedding, renorm_rows_
 from .linear import Affine
 from .losses import MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy
 
 __all__ = [
     "Sigmoid", "Tanh", "HardTanh", "SoftSign", "ReLU", "LeakyReLU",
-    "Affine", "Dropout", "keep_mask", "Embedding",
+    "Affine", "Dropout", "keep_mask", "Embedding", "renorm_rows_",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
 ]
+
+# The fused layers (cs224n_nn.autograd.layer): f(x W^T + b) with optional dropout, and the output layer + its loss.
+from .layer import DenseCrossEntropy, DenseLayer, DenseMultiMargin  # noqa: E402
+
+__all__ += ["DenseLayer", "DenseCrossEntropy", "DenseMultiMargin"]

@@ -1,22 +1,26 @@
 """The base class of every hand-written Function here: ``torch.autograd.Function``
-with a cheaper ``apply``.
+with a cheaper ``apply`` and ``backward``/``jvp`` run outside autocast.
 
-Why: with a new-style ``forward`` + ``setup_context`` (which ``torch.func``
-transforms require), torch's ``Function.apply`` binds each call's arguments
-against ``inspect.signature(forward)`` to fill in defaults. On a tensor of a
-thousand elements that binding costs more than the forward itself: measured
-on this project's 2-core CPU, the ``apply`` of a minimal tanh Function took
-26 us against 9 us without it, and its forward + backward of 1K elements
-115 us against 65 us (torch's own ``tanh``: 52 us).
+Why the cheaper ``apply``: with a new-style ``forward`` + ``setup_context``
+(which ``torch.func`` transforms require), torch's ``Function.apply`` binds
+each call's arguments against ``inspect.signature(forward)`` to fill in
+defaults. On a tensor of a thousand elements that binding costs more than the
+forward itself (measured on this project's 2-core CPU: the ``apply`` of a
+minimal tanh Function took 26 us against 9 us without it).
 
 :meth:`HandWrittenFunction.apply` skips the binding when there is nothing to
 bind -- every argument of ``forward`` given positionally -- and no
 ``torch.func`` transform is active; it then calls the C++ ``apply`` exactly as
 torch's Python ``apply`` does after binding. Every other call (keywords,
-omitted defaults, ``vmap``/``grad``/``jacrev``) takes torch's own path, so
-behaviour is unchanged. ``torch.compile`` never runs this method: dynamo
-recognises ``apply`` on a Function subclass and traces ``forward`` and
-``backward`` itself.
+omitted defaults, ``vmap``/``grad``/``jacrev``/``jvp``) takes torch's own
+path. ``torch.compile`` never runs this method: dynamo recognises ``apply`` on
+a Function subclass and traces ``forward`` and ``backward`` itself.
+
+The shortcut needs three private symbols (``torch._C._are_functorch_transforms_active``,
+``torch._C._functorch.unwrap_if_dead`` and the C++ ``torch._C._FunctionBase.apply``).
+They are looked up at the first call, not at import, and if any is missing
+(another torch release) every call takes torch's public ``Function.apply``:
+slower, never broken (tests/test_autograd_modes.py simulates that).
 """
 
 from __future__ import annotations
@@ -26,8 +30,47 @@ import inspect
 import torch
 from torch.autograd import Function
 
-_transforms_active = torch._C._are_functorch_transforms_active
-_unwrap_if_dead = torch._C._functorch.unwrap_if_dead
+from ._amp import outside_autocast
+
+#: The private names the shortcut needs, under ``torch._C``: transforms-active test, dead-wrapper unwrap, C++ apply.
+FAST_PATH_SYMBOLS = ("_are_functorch_transforms_active", "_functorch.unwrap_if_dead", "_FunctionBase.apply")
+_fast_symbols = None  # (transforms_active, unwrap_if_dead) once resolved; False when unavailable
+
+
+def _resolve_fast_symbols():
+    """The private symbols of the shortcut, or False when this torch lacks one of them."""
+    global _fast_symbols
+    if _fast_symbols is None:
+        found = []
+        for dotted in FAST_PATH_SYMBOLS:
+            obj = torch._C
+            for part in dotted.split("."):
+                obj = getattr(obj, part, None)
+            found.append(obj)
+        _fast_symbols = tuple(found[:2]) if all(f is not None for f in found) else False
+    return _fast_symbols
+
+
+class _ForwardRule:
+    """Holds a Function's ``jvp``; reads as torch's default ``Function.jvp`` while ``torch.compile`` traces.
+
+    Why: dynamo (torch 2.13) refuses to trace any ``autograd.Function`` that
+    defines a custom ``jvp`` ("Unsupported custom jvp"), which would break
+    ``torch.compile(fullgraph=True)`` of every model built from ours. Dynamo
+    only checks ``cls.jvp is Function.jvp`` before tracing ``forward`` and
+    ``backward``; a compiled graph has no forward mode anyway, so while it
+    traces (``torch.compiler.is_compiling()``) the class shows torch's default.
+    Everywhere else -- eager autograd, ``torch.func``, dual numbers -- the
+    hand-written rule is returned.
+    """
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __get__(self, obj, owner=None):
+        if torch.compiler.is_compiling():
+            return Function.jvp
+        return self.rule
 
 
 class HandWrittenFunction(Function):
@@ -38,13 +81,21 @@ class HandWrittenFunction(Function):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._arity = len(inspect.signature(cls.forward).parameters)
+        backward = cls.__dict__.get("backward")
+        if isinstance(backward, staticmethod):
+            cls.backward = staticmethod(outside_autocast(backward.__func__))
+        jvp = cls.__dict__.get("jvp")
+        if isinstance(jvp, staticmethod):
+            setattr(cls, "jvp", _ForwardRule(outside_autocast(jvp.__func__)))
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        if kwargs or len(args) != cls._arity or _transforms_active():
+        fast = _resolve_fast_symbols()
+        if not fast or kwargs or len(args) != cls._arity or fast[0]():
             return super().apply(*args, **kwargs)
         # What Function.apply does once the arguments are bound: drop dead
         # functorch wrappers (a tensor that escaped a finished transform), then
         # call the C++ apply of torch._C._FunctionBase.
-        args = tuple(_unwrap_if_dead(a) if isinstance(a, torch.Tensor) else a for a in args)
+        unwrap = fast[1]
+        args = tuple(unwrap(a) if isinstance(a, torch.Tensor) else a for a in args)
         return super(Function, cls).apply(*args)

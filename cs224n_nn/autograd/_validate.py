@@ -23,11 +23,30 @@ REDUCTIONS = ("none", "mean", "sum")
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
 
+_is_wrapped = None  # torch._C._functorch.is_functorch_wrapped_tensor once looked up; False if this torch lacks it
+
+
+def _wrapped_check():
+    """The private functorch-wrapper test, looked up at first use; False when this torch has none."""
+    global _is_wrapped
+    if _is_wrapped is None:
+        functorch = getattr(torch._C, "_functorch", None)
+        _is_wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None) or False
+    return _is_wrapped
+
+
 def values_checkable(*tensors: torch.Tensor) -> bool:
-    """True when the tensors' values can be read on the host right now."""
+    """True when the tensors' values can be read on the host right now.
+
+    Without the private wrapper test (another torch release) we cannot tell a
+    ``vmap``-batched tensor from a plain one, so the value checks are skipped.
+    """
     if torch.compiler.is_compiling():
         return False
-    return not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+    is_wrapped = _wrapped_check()
+    if not is_wrapped:
+        return False
+    return not any(is_wrapped(t) for t in tensors)
 
 
 def tensor(x, name: str) -> None:
@@ -62,10 +81,10 @@ def reduction(value) -> str:
 
 
 def drop_probability(p) -> float:
-    """Dropout's p is the probability of *dropping*; 1 would divide by a zero keep probability."""
+    """Dropout's p is the probability of *dropping* a unit, in [0, 1] as in torch (p = 1 drops all)."""
     p = real(p, "p")
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability p must be in [0, 1) (keep_prob = 1 - p > 0), got {p}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
     return p
 
 
@@ -118,8 +137,11 @@ def embedding(ids, weight, padding_idx) -> None:
             raise IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
 
 
-def class_targets(scores, target, *, ignore_index: int | None = None) -> bool | None:
+def class_targets(scores, target, *, ignore_index: int | None = None, allow_scalar: bool = False) -> bool | None:
     """Class-index targets for scores (N, C) -> target (N,), or scores (C,) -> target () or (1,).
+
+    With ``allow_scalar`` (the multi-margin loss, as torch), 0-d scores are one
+    example of one class (C = 1) and take a target () or (1,) too.
 
     With ``ignore_index`` set, that value is allowed besides [0, C).
     Returns True when every target was read and is a class index in [0, C)
@@ -134,14 +156,15 @@ def class_targets(scores, target, *, ignore_index: int | None = None) -> bool | 
     if scores.dim() == 2:
         expected = (scores.shape[0],)
         ok = tuple(target.shape) == expected
-    elif scores.dim() == 1:
+    elif scores.dim() == 1 or (scores.dim() == 0 and allow_scalar):
         expected = "() or (1,)"
         ok = target.dim() == 0 or tuple(target.shape) == (1,)
     else:
-        raise ValueError(f"input must be 1-D (C,) or 2-D (N, C) scores, got shape {tuple(scores.shape)}")
+        scalar = " (or 0-D: one class)" if allow_scalar else ""
+        raise ValueError(f"input must be 1-D (C,) or 2-D (N, C) scores{scalar}, got shape {tuple(scores.shape)}")
     if not ok:
         raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
-    classes = scores.shape[-1]
+    classes = scores.shape[-1] if scores.dim() else 1
     if not target.numel() or not values_checkable(target):
         return None
     low, high = (int(v) for v in torch.aminmax(target))
@@ -157,10 +180,41 @@ def class_targets(scores, target, *, ignore_index: int | None = None) -> bool | 
     return False
 
 
+def cross_entropy_targets(scores, target, ignore_index: int) -> tuple[bool, bool | None]:
+    """Cross-entropy's targets, as torch takes them: ``(probabilities, all_counted)``.
+
+    Class indices (int64) of shape ``()``/``(1,)`` for scores ``(C,)``, ``(N,)``
+    for ``(N, C)``, ``(N, d1, ...)`` for ``(N, C, d1, ...)``; or class
+    probabilities (floating, the shape and dtype of the scores; no
+    ``ignore_index`` then, as torch). ``all_counted`` as :func:`class_targets`
+    says (None for probabilities).
+    """
+    floating(scores, "input")
+    tensor(target, "target")
+    if scores.dim() == 0:
+        raise ValueError("input must be 1-D (C,), 2-D (N, C) or (N, C, d1, ...) scores, got a 0-D tensor")
+    if target.is_floating_point():
+        if tuple(target.shape) != tuple(scores.shape):
+            raise ValueError(f"target of class probabilities must have the shape of input {tuple(scores.shape)}, "
+                             f"got {tuple(target.shape)}")
+        same_dtype(target, "target (class probabilities)", scores, "input")
+        if ignore_index != -100:
+            raise ValueError(f"ignore_index is not supported with class-probability targets (as torch); got {ignore_index}")
+        return True, None
+    if scores.dim() <= 2:
+        return False, class_targets(scores, target, ignore_index=ignore_index)
+    expected = (scores.shape[0], *scores.shape[2:])
+    if target.dtype == torch.int64 and tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
+    rows = scores.movedim(1, -1).reshape(-1, scores.shape[1])
+    return False, class_targets(rows, target.reshape(-1), ignore_index=ignore_index)
+
+
 def class_weight(weight, scores) -> None:
     if weight is None:
         return
     floating(weight, "weight")
-    if tuple(weight.shape) != (scores.shape[-1],):
-        raise ValueError(f"weight must have shape (C,) = ({scores.shape[-1]},), got {tuple(weight.shape)}")
+    classes = (scores.shape[1] if scores.dim() >= 2 else scores.shape[-1]) if scores.dim() else 1
+    if tuple(weight.shape) != (classes,):
+        raise ValueError(f"weight must have shape (C,) = ({classes},), got {tuple(weight.shape)}")
     same_dtype(weight, "weight", scores, "input")

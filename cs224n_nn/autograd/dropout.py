@@ -23,9 +23,15 @@ from . import _validate
 
 
 def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Mask like ``x`` holding ``1 / keep_prob`` with probability ``keep_prob = 1 - p``, else 0."""
+    """Mask like ``x`` holding ``1 / keep_prob`` with probability ``keep_prob = 1 - p``, else 0.
+
+    ``p = 1`` (keep_prob 0) keeps nothing: an all-zero mask, as torch's dropout
+    returns zeros there, with no division by the zero keep probability.
+    """
     p = _validate.drop_probability(p)
     keep_prob = 1.0 - p
+    if keep_prob == 0.0:
+        return torch.zeros_like(x)
     return torch.empty_like(x).bernoulli_(keep_prob).div_(keep_prob)
 
 
@@ -33,8 +39,9 @@ class Dropout(HandWrittenFunction):
     r"""``y = x * mask`` where ``mask`` holds 0 (dropped) or ``1 / keep_prob`` (kept); see :func:`keep_mask`.
 
     ``dy/dx = mask``: gradients flow only through the units kept in the
-    forward pass (notes section 7.3). ``mask`` is a constant, never
-    differentiated; it is saved only when ``x`` needs a gradient.
+    forward pass (notes section 7.3); forward mode ``dy = mask * dx``. ``mask``
+    is a constant, never differentiated. Under autocast it follows its input
+    (torch's dropout is on no autocast list).
     """
 
     generate_vmap_rule = True
@@ -49,10 +56,15 @@ class Dropout(HandWrittenFunction):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(inputs[1])
+        ctx.save_for_backward(inputs[1])
+        ctx.save_for_forward(inputs[1])
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
         return grad * mask, None
+
+    @staticmethod
+    def jvp(ctx, x_t, mask_t):
+        (mask,) = ctx.saved_tensors
+        return x_t * mask
