@@ -15,9 +15,11 @@ from .dropout import Dropout, keep_mask
 from .embedding import Embedding
 from .linear import Affine
 from .losses import MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy
+from .crf import CRFNegLogLikelihood
 
 __all__ = [
     "Sigmoid", "Tanh", "HardTanh", "SoftSign", "ReLU", "LeakyReLU",
     "Affine", "Dropout", "keep_mask", "Embedding",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
+    "CRFNegLogLikelihood",
 ]
