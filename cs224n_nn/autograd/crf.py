@@ -290,21 +290,31 @@ def viterbi_decode(emissions, transitions, start_transitions, end_transitions, m
     ``delta_1 = a0 + e_1``, ``delta_t[j] = max_i(delta_{t-1}[i] + A[i, j]) + e_t[j]``,
     then back-pointers from ``argmax_k(delta_L[k] + aE[k])``. Returns
     ``LongTensor (B, T)``, 0 past each sentence's end. No gradient.
+
+    The sentences are sorted longest first, so step ``t`` works on the rows
+    still running, ``delta[:n_t]`` (``n_t`` sentences longer than ``t``): a
+    batch costs ``sum(lengths) K^2``, not ``B T_max K^2`` (a batch of news
+    sentences is mostly padding), and no step needs a ``where``.
     """
     with torch.no_grad():
-        mask = _full_mask(emissions, mask)
         b, t_max, k = emissions.shape
-        identity = torch.arange(k, device=emissions.device).expand(b, k)
+        lengths = torch.full((b,), t_max, device=emissions.device) if mask is None else mask.sum(1)
+        lengths, order = torch.sort(lengths, descending=True, stable=True)
+        emissions = emissions[order]
+        # running[t] = number of sentences longer than t (the first rows, once sorted)
+        running = torch.searchsorted(-lengths, -torch.arange(t_max, device=emissions.device)).tolist()
         score = start_transitions + emissions[:, 0]
         pointers = []
         for t in range(1, t_max):
-            best, arg = (score.unsqueeze(2) + transitions).max(dim=1)
-            active = mask[:, t].unsqueeze(1)
-            score = torch.where(active, best + emissions[:, t], score)
-            pointers.append(torch.where(active, arg, identity))  # past the end: stay on the same tag
+            n = running[t]
+            best, arg = (score[:n].unsqueeze(2) + transitions).max(dim=1)
+            score[:n] = best + emissions[:n, t]
+            pointers.append(arg)
         last = (score + end_transitions).argmax(dim=1)
-        path = [last]
-        for arg in reversed(pointers):
-            last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
-            path.append(last)
-        return torch.stack(path[::-1], dim=1).masked_fill(~mask, 0)
+        path = torch.zeros(b, t_max, dtype=torch.long, device=emissions.device)
+        for t in range(t_max - 1, 0, -1):
+            n = running[t]
+            path[:n, t] = last[:n]
+            last[:n] = pointers[t - 1].gather(1, last[:n].unsqueeze(1)).squeeze(1)
+        path[:, 0] = last
+        return torch.empty_like(path).index_copy_(0, order, path)
