@@ -303,18 +303,29 @@ def viterbi_decode(emissions, transitions, start_transitions, end_transitions, m
         emissions = emissions[order]
         # running[t] = number of sentences longer than t (the first rows, once sorted)
         running = torch.searchsorted(-lengths, -torch.arange(t_max, device=emissions.device)).tolist()
-        score = start_transitions + emissions[:, 0]
+        steps = emissions.unbind(1)
+        score = start_transitions + steps[0]
         pointers = []
         for t in range(1, t_max):
             n = running[t]
-            best, arg = (score[:n].unsqueeze(2) + transitions).max(dim=1)
-            score[:n] = best + emissions[:n, t]
-            pointers.append(arg)
-        last = (score + end_transitions).argmax(dim=1)
-        path = torch.zeros(b, t_max, dtype=torch.long, device=emissions.device)
+            if n == b:  # every sentence still running (one long line: every step): no slicing
+                best, arg = (score.unsqueeze(2) + transitions).max(dim=1)
+                score = best + steps[t]
+            else:
+                best, arg = (score[:n].unsqueeze(2) + transitions).max(dim=1)
+                score[:n] = best + steps[t][:n]
+            pointers.append(arg.unsqueeze(2))
+        last = (score + end_transitions).argmax(dim=1, keepdim=True)  # [B, 1]
+        columns = [last]
         for t in range(t_max - 1, 0, -1):
             n = running[t]
-            path[:n, t] = last[:n]
-            last[:n] = pointers[t - 1].gather(1, last[:n].unsqueeze(1)).squeeze(1)
-        path[:, 0] = last
+            if n == b:
+                last = pointers[t - 1].gather(1, last.unsqueeze(1)).squeeze(1)
+            else:
+                last = last.clone()
+                last[:n] = pointers[t - 1].gather(1, last[:n].unsqueeze(1)).squeeze(1)
+            columns.append(last)
+        path = torch.cat(columns[::-1], dim=1)
+        # Past its end a sentence kept its last tag (its rows were not updated): blank it.
+        path = path.masked_fill(torch.arange(t_max, device=path.device) >= lengths.unsqueeze(1), 0)
         return torch.empty_like(path).index_copy_(0, order, path)
