@@ -14,6 +14,7 @@ import torch
 
 from . import autograd as _fn
 from .autograd import _validate
+from .autograd.crf import crf_function as _crf_function
 
 __all__ = [
     "sigmoid", "tanh", "hardtanh", "softsign", "relu", "leaky_relu", "affine", "dropout", "embedding",
@@ -108,5 +109,22 @@ def crf_nll(emissions: torch.Tensor, tags: torch.Tensor, transitions: torch.Tens
     ``torchcrf.CRF(K, batch_first=True)``'s log-likelihood with the same
     parameters; the formulas are in :mod:`cs224n_nn.autograd.crf`.
     """
-    return _fn.CRFNegLogLikelihood.apply(emissions, tags, transitions, start_transitions, end_transitions,
+    if _autocast_on(emissions):
+        # As torch runs log_softmax and cross_entropy under autocast: a sum of
+        # exponentials over a whole sentence is computed in float32.
+        emissions, transitions, start_transitions, end_transitions = (
+            x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+            for x in (emissions, transitions, start_transitions, end_transitions))
+        with torch.autocast(emissions.device.type, enabled=False):  # and every op inside stays float32
+            return _crf_function().apply(emissions, tags, transitions, start_transitions, end_transitions,
                                          mask, reduction)
+    return _crf_function().apply(emissions, tags, transitions, start_transitions, end_transitions, mask, reduction)
+
+
+def _autocast_on(x) -> bool:
+    if not isinstance(x, torch.Tensor):
+        return False
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() if x.device.type == "cuda" else torch.is_autocast_cpu_enabled()

@@ -235,3 +235,23 @@ def test_module_rejects_bad_num_tags_and_decode_checks_shapes():
         cnn.CRF(3).decode(torch.randn(2, 4, 5))
     with pytest.raises(ValueError, match="first column"):
         cnn.CRF(3).decode(torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.bool))
+
+
+def test_autocast_runs_the_crf_in_float32():
+    emissions, tags, trans, start, end, m = problem(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = emissions.to(torch.bfloat16)  # what a Linear layer hands over under autocast
+        loss = F.crf_nll(half, tags, trans, start, end, m)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, F.crf_nll(half.float(), tags, trans, start, end, m))
+    loss.backward()
+    assert trans.grad is not None and torch.isfinite(trans.grad).all()
+
+
+def test_torch_compile_fullgraph():
+    emissions, tags, trans, start, end, m = problem(b=2, t=3, k=3)
+    f = lambda e, a, s, z: F.crf_nll(e, tags, a, s, z, m)  # noqa: E731
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    inputs = (emissions, trans, start, end)
+    torch.testing.assert_close(compiled(*inputs), f(*inputs))
+    torch.testing.assert_close(torch.autograd.grad(compiled(*inputs), inputs), torch.autograd.grad(f(*inputs), inputs))

@@ -58,7 +58,7 @@ from ._function import HandWrittenFunction
 from . import _validate
 from .losses import _per_example, _reduce
 
-__all__ = ["CRFNegLogLikelihood", "check_crf_inputs", "log_partition", "sequence_gradients", "viterbi_decode"]
+__all__ = ["CRFNegLogLikelihood", "check_crf_inputs", "crf_function", "log_partition", "sequence_gradients", "viterbi_decode"]
 
 
 # ---------------------------------------------------------------- input checks
@@ -279,6 +279,23 @@ class CRFNegLogLikelihood(HandWrittenFunction):
             if t is not None:
                 tangent = tangent + (d * t).sum(dims)
         return _reduce(tangent, ctx.reduction)
+
+
+class _CRFNegLogLikelihoodTraced(CRFNegLogLikelihood):
+    """:class:`CRFNegLogLikelihood` without its ``jvp``, for ``torch.compile``.
+
+    Dynamo refuses to trace a Function that defines ``jvp`` (torch 2.x:
+    "Unsupported custom jvp"); a compiled graph has no forward-mode AD to
+    offer anyway, so inside one the same forward and backward run from this
+    subclass (:func:`crf_function` picks it).
+    """
+
+    jvp = torch.autograd.Function.jvp
+
+
+def crf_function() -> type[CRFNegLogLikelihood]:
+    """The CRF Function to apply here: the traced twin while dynamo compiles, else the full one."""
+    return _CRFNegLogLikelihoodTraced if torch.compiler.is_compiling() else CRFNegLogLikelihood
 
 
 # ---------------------------------------------------------------- decoding
