@@ -126,8 +126,9 @@ def test_decode_equals_brute_force(mask):
     assert crf.decode(emissions.detach(), m) == brute_force_best(emissions, trans, start, end, m)
 
 
-@pytest.mark.parametrize("mask", list(MASKS))
-@pytest.mark.parametrize("reduction", ["none", "mean"])
+# Two cases (each runs ~10 numerical Jacobians): the ragged mask with per-sentence
+# losses, and the full mask with the batch mean.
+@pytest.mark.parametrize("mask, reduction", [("ragged", "none"), ("full", "mean")])
 def test_gradcheck_gradgradcheck_forward_ad_batched(mask, reduction):
     emissions, tags, trans, start, end, m = problem(b=2, t=3, k=3, mask=mask)
     f = lambda e, a, s, z: F.crf_nll(e, tags, a, s, z, m, reduction)  # noqa: E731
