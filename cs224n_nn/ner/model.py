@@ -258,12 +258,15 @@ class WindowNERModule(pl.LightningModule):
         layers.append(cnn.Linear(width, len(self.encoder.tags)))
         self.classifier = torch.nn.Sequential(*layers)
         init_module_(self.classifier)  # Xavier weights, zero biases (notes, "Parameter Initialization")
-        self.loss_fn = {"cross_entropy": cnn.CrossEntropyLoss, "max_margin": lambda: cnn.MultiClassMaxMarginLoss(margin=margin),
-                        "sentence_ll": lambda: None}[self.loss_name]()
         if self.loss_name == "sentence_ll":
             # Collobert et al. (2011)'s sentence-level log-likelihood: a CRF over the
             # window network's tag scores, its transitions learnt jointly with it.
+            self.loss_fn = None
             self.crf = cnn.CRF(len(self.encoder.tags))
+        else:
+            self.loss_fn = (
+                cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy" else cnn.MultiClassMaxMarginLoss(margin=margin)
+            )
 
         start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
         # Buffers follow the module to its device; not persistent: they derive from the tags.
