@@ -18,6 +18,7 @@ from .autograd import _validate
 __all__ = [
     "sigmoid", "tanh", "hardtanh", "softsign", "relu", "leaky_relu", "affine", "dropout", "embedding",
     "max_margin_loss", "multiclass_max_margin_loss", "softmax_cross_entropy",
+    "crf_nll",
 ]
 
 
@@ -108,6 +109,21 @@ def softmax_cross_entropy(scores: torch.Tensor, target: torch.Tensor, weight: to
     indices or class probabilities as targets (notes section 7.2)."""
     loss, _ = _fn.SoftmaxCrossEntropy.apply(scores, target, weight, ignore_index, reduction, label_smoothing)
     return loss
+
+
+def crf_nll(emissions: torch.Tensor, tags: torch.Tensor, transitions: torch.Tensor,
+            start_transitions: torch.Tensor, end_transitions: torch.Tensor, mask: torch.Tensor | None = None,
+            reduction: str = "mean") -> torch.Tensor:
+    """Linear-chain CRF negative log-likelihood ``log Z - s(y)`` (Collobert et al. 2011's sentence-level objective).
+
+    emissions (B, T, K), tags (B, T) int64, transitions (K, K) from row tag to
+    column tag, start/end (K,), mask a left-aligned bool (B, T) or None;
+    reduction ``none`` (B,), ``sum`` or ``mean`` over the batch. Equals minus
+    ``torchcrf.CRF(K, batch_first=True)``'s log-likelihood with the same
+    parameters; the formulas are in :mod:`cs224n_nn.autograd.crf`.
+    """
+    return _fn.CRFNegLogLikelihood.apply(emissions, tags, transitions, start_transitions, end_transitions,
+                                         mask, reduction)
 
 
 # The fused layers, each one Function (cs224n_nn.autograd.layer): the notes' layer

@@ -22,6 +22,7 @@ from .autograd import _validate
 __all__ = [
     "Sigmoid", "Tanh", "Hardtanh", "Softsign", "ReLU", "LeakyReLU", "Linear", "Dropout", "Embedding",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "CrossEntropyLoss",
+    "CRF",
 ]
 
 
@@ -171,6 +172,50 @@ class CrossEntropyLoss(_tnn.CrossEntropyLoss):
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+
+
+class CRF(_tnn.Module):
+    """Linear-chain CRF over per-token tag scores (Collobert et al. 2011, sentence-level log-likelihood).
+
+    Parameters ``transitions (K, K)`` (row = from, column = to),
+    ``start_transitions (K,)`` and ``end_transitions (K,)``, initialised
+    uniform(-0.1, 0.1) as pytorch-crf does. ``forward(emissions, tags,
+    mask=None, reduction="mean")`` is the negative log-likelihood
+    (:func:`cs224n_nn.functional.crf_nll`; batch first: emissions (B, T, K));
+    ``decode(emissions, mask=None)`` the best tag path of each sentence by
+    Viterbi with the learned scores, as lists of tag ids.
+    """
+
+    def __init__(self, num_tags: int, device=None, dtype=None) -> None:
+        if isinstance(num_tags, bool) or not isinstance(num_tags, int) or num_tags < 1:
+            raise ValueError(f"num_tags must be a positive integer, got {num_tags!r}")
+        super().__init__()
+        self.num_tags = num_tags
+        kw = {"device": device, "dtype": dtype}
+        self.transitions = _tnn.Parameter(torch.empty(num_tags, num_tags, **kw))
+        self.start_transitions = _tnn.Parameter(torch.empty(num_tags, **kw))
+        self.end_transitions = _tnn.Parameter(torch.empty(num_tags, **kw))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for p in (self.transitions, self.start_transitions, self.end_transitions):
+            _tnn.init.uniform_(p, -0.1, 0.1)
+
+    def forward(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        return F.crf_nll(emissions, tags, self.transitions, self.start_transitions, self.end_transitions,
+                         mask, reduction)
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
+        from .autograd.crf import check_crf_inputs, viterbi_decode
+
+        check_crf_inputs(emissions, None, self.transitions, self.start_transitions, self.end_transitions, mask)
+        paths = viterbi_decode(emissions, self.transitions, self.start_transitions, self.end_transitions, mask)
+        lengths = [emissions.shape[1]] * emissions.shape[0] if mask is None else mask.sum(1).tolist()
+        return [row[:n] for row, n in zip(paths.tolist(), lengths)]
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}"
 
 
 # The notes' layer as one Function (cs224n_nn.autograd.layer).

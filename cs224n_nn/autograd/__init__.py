@@ -18,11 +18,13 @@ from .dropout import Dropout, keep_mask
 from .embedding import Embedding, renorm_rows_
 from .linear import Affine
 from .losses import MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy
+from .crf import CRFNegLogLikelihood
 
 __all__ = [
     "Sigmoid", "Tanh", "HardTanh", "SoftSign", "ReLU", "LeakyReLU",
     "Affine", "Dropout", "keep_mask", "Embedding", "renorm_rows_",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
+    "CRFNegLogLikelihood",
 ]
 
 # The fused layers (cs224n_nn.autograd.layer): f(x W^T + b) with optional dropout, and the output layer + its loss.

@@ -15,7 +15,8 @@ Paths: an ordinary path (relative to the working directory), or
 config runs from any directory.
 
 Batches: training draws single windows in random order (``batch_size``
-windows); validation, test and prediction batch whole sentences
+windows), or whole sentences in random order (``sentence_batches``, which a
+sentence-level loss asks for); validation, test and prediction batch whole sentences
 (``eval_batch_size`` sentences), as entity F1 needs.
 """
 
@@ -105,7 +106,12 @@ class CoNLLDataModule(pl.LightningDataModule):
         pretrained_vocab: add the N most frequent GloVe words to the word
             vocabulary (0: training words only), so that dev and user text
             find their pretrained vector even when training never saw them.
-        batch_size: training windows per batch.
+        batch_size: training windows per batch (with sentence batches: tokens
+            per batch on average, i.e. ``batch_size / mean sentence length``
+            whole sentences, at least one).
+        sentence_batches: train on whole shuffled sentences instead of single
+            windows; ``None`` (default): when the model asks for them (its
+            ``trains_on_sentences``, true for ``model.loss: sentence_ll``).
         eval_batch_size: sentences per evaluation/prediction batch.
         num_workers: DataLoader worker processes.
         allow_rare_types: accept entity types seen on fewer than
@@ -130,6 +136,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         allow_rare_types: bool = False,
+        sentence_batches: bool | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -187,7 +194,8 @@ class CoNLLDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and "train" not in self.datasets:
-            self.datasets["train"] = WindowDataset(self.encoder, self.train_sentences, name=str(self.train_path))
+            unit = SentenceDataset if self._sentence_batches() else WindowDataset
+            self.datasets["train"] = unit(self.encoder, self.train_sentences, name=str(self.train_path))
         if stage in (None, "fit", "validate") and "val" not in self.datasets:
             self.datasets["val"] = SentenceDataset(self.encoder, read_conll(self.val_path), name=str(self.val_path))
         if stage in (None, "test") and "test" not in self.datasets:
@@ -195,7 +203,20 @@ class CoNLLDataModule(pl.LightningDataModule):
                 raise ConfigError("data.test_path is not set; give the file to test on")
             self.datasets["test"] = SentenceDataset(self.encoder, read_conll(self.test_path), name=str(self.test_path))
 
+    def _sentence_batches(self) -> bool:
+        if self.hparams.sentence_batches is not None:
+            return bool(self.hparams.sentence_batches)
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        return bool(getattr(model, "trains_on_sentences", False))
+
     def train_dataloader(self) -> DataLoader:
+        train = self.datasets["train"]
+        if isinstance(train, SentenceDataset):
+            # As many tokens per batch as window training has windows, on average.
+            tokens = sum(len(item["tags"]) for item in train.items)
+            sentences = max(1, round(self.hparams.batch_size * len(train) / max(tokens, 1)))
+            return DataLoader(train, batch_size=sentences, shuffle=True, collate_fn=collate_sentences,
+                              num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
         return DataLoader(self.datasets["train"], batch_size=self.hparams.batch_size, shuffle=True,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 

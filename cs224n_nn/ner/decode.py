@@ -12,7 +12,9 @@ with emissions ``e_t = log softmax(s_t)`` (so the sum is the log-probability
 of the sequence under the independent per-token model) or the raw scores for
 a max-margin model.  The constraints are hard (``-inf`` transitions); no
 transition weights are learnt, so this adds no parameter and the model stays
-the notes' window network.  Cost: ``O(L K^2)`` per sentence, vectorised over
+the notes' window network.  A model trained with ``loss: sentence_ll`` (a
+CRF, :mod:`cs224n_nn.autograd.crf`) decodes with the same code and its
+learned transition scores instead of 0 / ``-inf``.  Cost: ``O(L K^2)`` per sentence, vectorised over
 the sentences of a batch.
 """
 
@@ -22,9 +24,10 @@ from collections.abc import Sequence
 
 import torch
 
+from cs224n_nn.autograd.crf import viterbi_decode
 from cs224n_nn.ner.conll import parse_tag
 
-__all__ = ["allowed_transitions", "viterbi", "viterbi_flat"]
+__all__ = ["allowed_transitions", "pad_sentences", "viterbi", "viterbi_flat"]
 
 
 def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,6 +67,22 @@ def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor,
     return start, trans, end
 
 
+def pad_sentences(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentences laid end to end, ``[N, ...]``, as a padded batch ``[S, T, ...]`` (zeros) and its mask ``[S, T]``."""
+    lengths = lengths.to(flat.device)
+    padded = torch.nn.utils.rnn.pad_sequence(torch.split(flat, lengths.tolist()), batch_first=True)
+    mask = torch.arange(padded.shape[1], device=flat.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return padded, mask
+
+
+def _as_scores(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A bool "allowed" mask as scores (0 allowed, a huge finite negative forbidden); scores as they are."""
+    if x.dtype != torch.bool:
+        return x.to(device=like.device, dtype=like.dtype)
+    neg_inf = torch.finfo(like.dtype).min / 4  # finite, so sums never become nan
+    return torch.where(x.to(like.device), like.new_zeros(()), neg_inf)
+
+
 def viterbi(
     emissions: torch.Tensor,
     lengths: torch.Tensor,
@@ -71,41 +90,23 @@ def viterbi(
     trans: torch.Tensor,
     end: torch.Tensor,
 ) -> torch.Tensor:
-    """Best valid tag path of each sentence.
+    """Best tag path of each sentence.
 
     Args:
         emissions: ``[S, T, K]`` scores (padded past each sentence's length).
         lengths: ``[S]`` sentence lengths (``>= 1``).
-        start, trans, end: bool masks from :func:`allowed_transitions`.
+        start, trans, end: bool masks from :func:`allowed_transitions` (hard
+            constraints), or float scores (a CRF's learned transitions).
 
     Returns:
         ``LongTensor[S, T]``; entries past a sentence's length are 0.
+        The dynamic programme is :func:`cs224n_nn.autograd.crf.viterbi_decode`
+        (vectorised over sentences and tags, a loop over time steps only).
     """
-    s, t_max, k = emissions.shape
-    neg_inf = torch.finfo(emissions.dtype).min / 4  # finite, so sums never become nan
-    zero = emissions.new_zeros(())
-    start_pen = torch.where(start.to(emissions.device), zero, neg_inf)
-    end_pen = torch.where(end.to(emissions.device), zero, neg_inf)
-    trans_pen = torch.where(trans.to(emissions.device), zero, neg_inf)
-    lengths = lengths.to(emissions.device)
-    identity = torch.arange(k, device=emissions.device).expand(s, k)
-    score = emissions[:, 0] + start_pen  # [S, K]
-    backpointers = []
-    for t in range(1, t_max):
-        # candidates[s, i, j]: best path ending in i at t-1, then j at t
-        best, arg = (score.unsqueeze(2) + trans_pen).max(dim=1)
-        active = (t < lengths).unsqueeze(1)
-        score = torch.where(active, best + emissions[:, t], score)
-        backpointers.append(torch.where(active, arg, identity))
-    last = (score + end_pen).argmax(dim=1)
-    path = [last]
-    for arg in reversed(backpointers):
-        last = arg.gather(1, last.unsqueeze(1)).squeeze(1)
-        path.append(last)
-    path = torch.stack(path[::-1], dim=1)
-    # Past its length a sentence carried its last tag forward; blank it.
-    positions = torch.arange(t_max, device=emissions.device).unsqueeze(0)
-    return path.masked_fill(positions >= lengths.unsqueeze(1), 0)
+    t_max = emissions.shape[1]
+    mask = torch.arange(t_max, device=emissions.device).unsqueeze(0) < lengths.to(emissions.device).unsqueeze(1)
+    start, trans, end = (_as_scores(x, emissions) for x in (start, trans, end))
+    return viterbi_decode(emissions, trans, start, end, mask)
 
 
 def viterbi_flat(
@@ -118,8 +119,5 @@ def viterbi_flat(
     """:func:`viterbi` for sentences laid end to end: ``[N, K]`` scores -> ``[N]`` ids."""
     if emissions.shape[0] == 0:
         return emissions.new_zeros(0, dtype=torch.long)
-    chunks = torch.split(emissions, lengths.tolist())
-    padded = torch.nn.utils.rnn.pad_sequence(chunks, batch_first=True)
-    paths = viterbi(padded, lengths, start, trans, end)
-    mask = torch.arange(paths.shape[1], device=paths.device).unsqueeze(0) < lengths.to(paths.device).unsqueeze(1)
-    return paths[mask]
+    padded, mask = pad_sentences(emissions, lengths)
+    return viterbi(padded, lengths, start, trans, end)[mask]

@@ -37,11 +37,12 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from cs224n_nn import functional as cF
 from cs224n_nn import nn as cnn
 from cs224n_nn import optim as coptim
 from cs224n_nn.errors import CheckpointError, CS224nError, ConfigError
 from cs224n_nn.init import init_module_
-from cs224n_nn.ner.decode import allowed_transitions, viterbi_flat
+from cs224n_nn.ner.decode import allowed_transitions, pad_sentences, viterbi_flat
 from cs224n_nn.ner.features import WindowEncoder
 from cs224n_nn.ner.metrics import EntityF1
 from cs224n_nn.regularize import l2_penalty
@@ -65,7 +66,7 @@ ACTIVATIONS = {
     "relu": cnn.ReLU,
     "leaky_relu": cnn.LeakyReLU,
 }
-LOSSES = ("cross_entropy", "max_margin")
+LOSSES = ("cross_entropy", "max_margin", "sentence_ll")
 OPTIMIZERS = {
     "sgd": coptim.SGD,
     "adagrad": coptim.AdaGrad,
@@ -90,6 +91,9 @@ SPARSE_MIN_ROWS = 1024
 # Top-level key of our checkpoints: its presence tells our files from others.
 CHECKPOINT_KEY = "cs224n_nn"
 CHECKPOINT_FORMAT = 1
+# Score of a move the tag scheme forbids under `loss: sentence_ll`: exp(-1e4)
+# is 0 in every float type, yet sums with it stay finite.
+FORBIDDEN_SCORE = -1.0e4
 
 
 class NonFiniteLossError(CS224nError, FloatingPointError):
@@ -166,7 +170,13 @@ class WindowNERModule(pl.LightningModule):
         activation: ``sigmoid``, ``tanh``, ``hardtanh``, ``softsign``, ``relu`` or ``leaky_relu``.
         dropout: drop probability after each hidden layer (inverted dropout).
         embedding_dropout: drop probability on the concatenated window vector.
-        loss: ``cross_entropy`` or ``max_margin``; ``margin`` for the latter.
+        loss: ``cross_entropy`` or ``max_margin`` (``margin`` for the latter), per window;
+            or ``sentence_ll``, Collobert et al.'s sentence-level log-likelihood:
+            a linear-chain CRF (:class:`cs224n_nn.nn.CRF`) whose transition
+            scores are learnt with the network, one sentence per sequence
+            (training batches are then whole sentences), the moves the tag
+            scheme forbids masked to ``FORBIDDEN_SCORE``; decoded by Viterbi
+            with the learned scores.
         optimizer: ``sgd``, ``adagrad``, ``adadelta``, ``rmsprop``, ``adam`` or ``adamw``;
             ``lr`` its learning rate, ``optimizer_args`` its other keywords.
         schedule: ``none``, ``step_annealing``, ``exponential_decay`` or
@@ -257,9 +267,15 @@ class WindowNERModule(pl.LightningModule):
         layers.append(cnn.Linear(width, len(self.encoder.tags)))
         self.classifier = torch.nn.Sequential(*layers)
         init_module_(self.classifier)  # Xavier weights, zero biases (notes, "Parameter Initialization")
-        self.loss_fn = (
-            cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy" else cnn.MultiClassMaxMarginLoss(margin=margin)
-        )
+        if self.loss_name == "sentence_ll":
+            # Collobert et al. (2011)'s sentence-level log-likelihood: a CRF over the
+            # window network's tag scores, its transitions learnt jointly with it.
+            self.loss_fn = None
+            self.crf = cnn.CRF(len(self.encoder.tags))
+        else:
+            self.loss_fn = (
+                cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy" else cnn.MultiClassMaxMarginLoss(margin=margin)
+            )
 
         start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
         # Buffers follow the module to its device; not persistent: they derive from the tags.
@@ -324,9 +340,44 @@ class WindowNERModule(pl.LightningModule):
         x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
         return self.classifier(self.embedding_dropout(x))
 
-    def objective(self, scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    @property
+    def trains_on_sentences(self) -> bool:
+        """Whether training batches must hold whole sentences (``loss: sentence_ll``)."""
+        return self.loss_name == "sentence_ll"
+
+    def crf_scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(start, transitions, end)`` of the CRF, the moves the scheme forbids set to ``FORBIDDEN_SCORE``.
+
+        Masked, not merely initialised low: a forbidden move gets no gradient
+        and stays forbidden whatever the optimizer does.
+        """
+        crf = self.crf
+        forbidden = crf.transitions.new_tensor(FORBIDDEN_SCORE)
+        return (torch.where(self.allowed_start, crf.start_transitions, forbidden),
+                torch.where(self.allowed_trans, crf.transitions, forbidden),
+                torch.where(self.allowed_end, crf.end_transitions, forbidden))
+
+    def data_loss(self, scores: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The chosen loss of scores ``[N, K]`` (sentences end to end, ``lengths [S]`` for ``sentence_ll``).
+
+        Per-window losses average over tokens; ``sentence_ll`` averages the
+        sentences' negative log-likelihoods.
+        """
+        if self.loss_name != "sentence_ll":
+            return self.loss_fn(scores, tags)
+        if lengths is None:
+            raise ConfigError(
+                "model.loss sentence_ll trains on whole sentences, but the batch holds single windows: "
+                "leave data.sentence_batches unset (or true)"
+            )
+        emissions, mask = pad_sentences(scores, lengths)
+        padded_tags, _ = pad_sentences(tags, lengths)
+        start, trans, end = self.crf_scores()
+        return cF.crf_nll(emissions, padded_tags, trans, start, end, mask)
+
+    def objective(self, scores: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The chosen loss, plus the L2 penalty when ``weight_decay > 0``."""
-        loss = self.loss_fn(scores, tags)
+        loss = self.data_loss(scores, tags, lengths)
         if self.hparams.weight_decay:
             loss = loss + l2_penalty(self, self.hparams.weight_decay)
         return loss
@@ -335,6 +386,9 @@ class WindowNERModule(pl.LightningModule):
         """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``)."""
         if self.decoder == "argmax":
             return scores.argmax(dim=-1)
+        if self.loss_name == "sentence_ll":  # the CRF's own scores: raw emissions, learned transitions
+            start, trans, end = self.crf_scores()
+            return viterbi_flat(scores, lengths, start, trans, end)
         # Cross-entropy scores are logits: log-softmax makes the path score a
         # log-probability.  Max-margin scores are used as they are.
         emissions = scores.log_softmax(dim=-1) if self.loss_name == "cross_entropy" else scores
@@ -343,7 +397,7 @@ class WindowNERModule(pl.LightningModule):
     # -- Lightning hooks --------------------------------------------------
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.objective(self(batch["windows"]), batch["tags"])
+        loss = self.objective(self(batch["windows"]), batch["tags"], batch.get("lengths"))
         if self.hparams.stop_on_nonfinite and not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
@@ -355,7 +409,7 @@ class WindowNERModule(pl.LightningModule):
     def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> None:
         scores = self(batch["windows"])
         n = batch["tags"].numel()
-        self.log(f"{stage}/loss", self.loss_fn(scores, batch["tags"]), batch_size=n, sync_dist=True)
+        self.log(f"{stage}/loss", self.data_loss(scores, batch["tags"], batch["lengths"]), batch_size=n, sync_dist=True)
         preds = self.decode_ids(scores, batch["lengths"])
         metrics = self.metrics[stage]
         metrics["entity"].update(preds, batch["tags"], batch["lengths"])
