@@ -244,8 +244,10 @@ class CRFNegLogLikelihood(HandWrittenFunction):
             "float32", emissions, transitions, start_transitions, end_transitions)
         check_crf_inputs(emissions, tags, transitions, start_transitions, end_transitions, mask)
         _validate.reduction(reduction)
-        nll = _nll(emissions, tags, transitions, start_transitions, end_transitions, _full_mask(emissions, mask))
-        return _reduce(nll, reduction)
+        # ... and every op of the recursion stays in float32 (autocast would run its matmuls lower).
+        with torch.autocast(emissions.device.type, enabled=False):
+            nll = _nll(emissions, tags, transitions, start_transitions, end_transitions, _full_mask(emissions, mask))
+            return _reduce(nll, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
