@@ -265,11 +265,15 @@ class _Whitening(FittedTransform):
         covariance = centered.T @ centered / x.shape[0]
         components, singular_values, _ = torch.linalg.svd(covariance)
         scale = torch.rsqrt(singular_values + self.eps)  # 1 / sqrt(S + eps)
+        # SVD returns U column-major, and products keep that layout; a state
+        # loaded into fresh buffers is row-major, and BLAS may round a matmul
+        # with either layout differently. Row-major here makes a reloaded
+        # transform reproduce the fitted one bit for bit.
         return {
             "mean": mean,
-            "components": components,
+            "components": components.contiguous(),
             "singular_values": singular_values,
-            "matrix": self._whitening_matrix(components, scale),
+            "matrix": self._whitening_matrix(components, scale).contiguous(),
         }
 
     @staticmethod

@@ -187,16 +187,14 @@ def test_affine_with_non_finite_weight_or_bias(where):
     torch.testing.assert_close(value_and_grads(F.affine, x, w, b), value_and_grads(TF.linear, x, w, b), equal_nan=True)
 
 
-# The backward passes of sigmoid, tanh, hardtanh and relu compute g * f'(x) as
-# g - g * m (one fused addcmul, for speed), which is inf - inf = NaN where the
-# upstream gradient g is infinite; torch returns g * f'(x) (inf, or 0 where
-# f'(x) = 0).  Reported to the Functions' owner; strict, so the fix shows up.
-_UPSTREAM_BUG = pytest.mark.xfail(strict=True, reason="addcmul backward gives NaN for an infinite upstream gradient")
+# Each backward is g * f'(x) as the notes write it (out of place), so an
+# infinite upstream gradient gives inf, or 0 where f'(x) = 0, as torch does.
+# (The earlier fused g - g*m form gave inf - inf = NaN there.)
 ACTIVATIONS = [
-    pytest.param(F.sigmoid, torch.sigmoid, id="sigmoid", marks=_UPSTREAM_BUG),
-    pytest.param(F.tanh, torch.tanh, id="tanh", marks=_UPSTREAM_BUG),
-    pytest.param(F.hardtanh, TF.hardtanh, id="hardtanh", marks=_UPSTREAM_BUG),
-    pytest.param(F.relu, torch.relu, id="relu", marks=_UPSTREAM_BUG),
+    pytest.param(F.sigmoid, torch.sigmoid, id="sigmoid"),
+    pytest.param(F.tanh, torch.tanh, id="tanh"),
+    pytest.param(F.hardtanh, TF.hardtanh, id="hardtanh"),
+    pytest.param(F.relu, torch.relu, id="relu"),
     pytest.param(F.leaky_relu, TF.leaky_relu, id="leaky_relu"),
     # softsign is left out: torch differentiates its composite x / (1 + |x|),
     # which itself gives inf - inf = NaN here; ours is the closed form.
