@@ -181,7 +181,8 @@ def test_module_gradcheck(name, index, check):
 
     inputs = tuple(flat[i] for i in diff) + params
     assert inputs, "nothing to differentiate"
-    options = dict(check_batched_grad=True, fast_mode=True if mi.gradcheck_fast_mode is None else mi.gradcheck_fast_mode,
+    fast_mode = True if mi.gradcheck_fast_mode is None else mi.gradcheck_fast_mode
+    options = dict(check_batched_grad=True, fast_mode=fast_mode,
                    nondet_tol=mi.gradcheck_nondet_tol, raise_exception=True)
     if check == "grad":
         assert torch.autograd.gradcheck(f, inputs, **options)
@@ -191,7 +192,8 @@ def test_module_gradcheck(name, index, check):
 
 def _dropout_params():
     name = "nn.functional.dropout"
-    return [pytest.param(dtype, i, id=f"Dropout-{db.dtype_name(dtype)}-{i}-{db.describe_call(s.input, s.args, s.kwargs)}")
+    return [pytest.param(dtype, i,
+                         id=f"Dropout-{db.dtype_name(dtype)}-{i}-{db.describe_call(s.input, s.args, s.kwargs)}")
             for dtype in db.op_dtypes(name) for i, s in enumerate(db.op_samples(name, dtype, "sample", False))]
 
 

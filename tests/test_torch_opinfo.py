@@ -33,14 +33,16 @@ def _params(kind: str):
             if kind == "reference":
                 # reference_inputs starts by repeating sample_inputs (fresh values, same cases), which
                 # test_sample already runs; keep only the cases it adds.
-                plain = [db.describe_call(s.input, s.args, s.kwargs) for s in db.op_samples(name, dtype, "sample", False)]
+                plain = [db.describe_call(s.input, s.args, s.kwargs)
+                         for s in db.op_samples(name, dtype, "sample", False)]
                 ref = [db.describe_call(s.input, s.args, s.kwargs) for s in samples]
                 start = len(plain) if ref[:len(plain)] == plain else 0
             for i in range(start, len(samples)):
                 s = samples[i]
                 out.append(pytest.param(
                     name, dtype, kind, i,
-                    id=f"{twin.ours_name}-{db.dtype_name(dtype)}-{i}-{db.describe_call(s.input, s.args, s.kwargs, s.name)}"))
+                    id=f"{twin.ours_name}-{db.dtype_name(dtype)}-{i}-"
+                       f"{db.describe_call(s.input, s.args, s.kwargs, s.name)}"))
     return out
 
 
@@ -100,7 +102,8 @@ def _check_sample(name: str, dtype: torch.dtype, kind: str, index: int) -> None:
     assert len(ours_out) == len(theirs_out)
     for k, (a, b, t) in enumerate(zip(ours_out, theirs_out, truth_out)):
         db.assert_same(a, b, name, dtype, f"output {k}", truth=t)
-        assert a.requires_grad == b.requires_grad, f"output {k}: requires_grad {a.requires_grad} vs torch's {b.requires_grad}"
+        assert a.requires_grad == b.requires_grad, \
+            f"output {k}: requires_grad {a.requires_grad} vs torch's {b.requires_grad}"
     assert (g_ours is None) == (g_theirs is None)
     if g_theirs is None:
         return
