@@ -316,6 +316,22 @@ def _cases(seed: int) -> list[_Case]:
             )
 
         cases.append(("DenseLayer (tanh)", "DenseLayer", dense))
+
+        def dense_loss(ours, native):
+            def build(generator, device):
+                x, weight, bias = randn(generator, 4, 3), randn(generator, 5, 3), randn(generator, 5)
+                target = torch.randint(5, (4,), generator=generator)
+                return (
+                    (lambda x, weight, bias: ours(x, weight, bias, target.to(device))),
+                    (x.to(device), weight.to(device), bias.to(device)),
+                    (lambda x, weight, bias: native(TF.linear(x, weight, bias), target.to(device))),
+                    {},
+                )
+
+            return build
+
+        cases.append(("DenseCrossEntropy", "DenseCrossEntropy", dense_loss(F.dense_cross_entropy, TF.cross_entropy)))
+        cases.append(("DenseMultiMargin", "DenseMultiMargin", dense_loss(F.dense_multi_margin, TF.multi_margin_loss)))
     if hasattr(autograd, "CRFNegLogLikelihood") and hasattr(F, "crf_nll"):
 
         def crf(generator, device):
@@ -324,10 +340,30 @@ def _cases(seed: int) -> list[_Case]:
             gold = torch.randint(tags, (n, steps), generator=generator)
             parameters = (randn(generator, tags, tags), randn(generator, tags), randn(generator, tags))
             inputs = (emissions, gold, *parameters)
-            return F.crf_nll, tuple(t.to(device) for t in inputs), None, {}
+            return F.crf_nll, tuple(t.to(device) for t in inputs), _crf_nll_by_enumeration, {}
 
         cases.append(("CRFNegLogLikelihood", "CRFNegLogLikelihood", crf))
     return cases
+
+
+def _crf_nll_by_enumeration(emissions, tags, transitions, start, end):
+    """The CRF's mean negative log-likelihood by scoring every one of the ``K^T`` tag paths (small K, T only).
+
+    ``score(y) = start[y_1] + sum_t emissions[t, y_t] + sum_t transitions[y_t, y_t+1] + end[y_T]``;
+    ``NLL = logsumexp over all paths - score(gold)``: no forward algorithm, so
+    an independent reference for :func:`cs224n_nn.functional.crf_nll`.
+    """
+    batch, steps, k = emissions.shape
+    paths = torch.cartesian_prod(*[torch.arange(k, device=emissions.device)] * steps).reshape(-1, steps)
+
+    def score(y):  # y: (P, T) paths -> (B, P) scores
+        unary = emissions[:, torch.arange(steps), y].sum(-1)  # (B, P)
+        binary = transitions[y[:, :-1], y[:, 1:]].sum(-1) + start[y[:, 0]] + end[y[:, -1]]  # (P,)
+        return unary + binary
+
+    total = score(paths).logsumexp(-1)
+    gold = torch.stack([score(tags[b : b + 1])[b] for b in range(batch)]).squeeze(-1)
+    return (total - gold).mean()
 
 
 def _run_case(name, function_name, build, *, device, options) -> ReportRow:
