@@ -145,7 +145,7 @@ def test_targets_follow_the_issue(tiny_rows):
         if r.group == "optimizers" and r.native_name.endswith("(fused)"):
             # issue 13: <= 1.3x torch's fused kernels on 10 x 1M, with our defaults
             assert r.target == (Target("<=", 1.3) if r.setting == "10 x 1M" else None)
-        expected = {"training throughput": Target(">=", 0.95), "peak memory (training)": Target("<=", 1.1),
+        expected = {"training throughput": Target(">=", 1.05), "peak memory (training)": Target("<=", 1.0),
                     "peak RSS (whole process)": None}
         if r.group == "ner":
             assert r.target == expected[r.piece]
@@ -221,3 +221,24 @@ def test_ner_twins_match_ours_table_by_table(monkeypatch):
     assert not any(m.sparse for m in dense_twin.modules() if isinstance(m, torch.nn.Embedding))
     n_params = sum(1 for p in dense_twin.parameters() if p.requires_grad)
     assert sum(len(g["params"]) for g in dense_opt.param_groups) == n_params
+
+
+def test_ner_twin_computes_what_ours_computes():
+    # The twin swaps each fused Dense for Linear + activation + Dropout on torch's
+    # kernels: with dropout off, the same loss and the same gradients as ours.
+    ner = run.ner
+    data = ner.load_data(ner.SAMPLE, batch_size=16, n_batches=1)
+    ours, loss_of, _ = ner.build_ours(data, dropout=0.0)
+    twin, twin_loss_of, _ = ner.build_native(ours, dense=True)
+    batch = data.batches[0]
+    kinds = {type(m) for m in twin.modules()}
+    assert torch.nn.Tanh in kinds and not any(type(m).__module__.startswith("cs224n_nn.nn") for m in twin.modules())
+    ours_loss, twin_loss = loss_of(batch), twin_loss_of(batch)
+    torch.testing.assert_close(ours_loss, twin_loss)
+    ours_loss.backward()
+    twin_loss.backward()
+    ours_grads = [p.grad for p in ours.parameters() if p.requires_grad]
+    twin_grads = [p.grad for p in twin.parameters() if p.requires_grad]
+    assert len(ours_grads) == len(twin_grads)
+    for a, b in zip(ours_grads, twin_grads):
+        torch.testing.assert_close(a.to_dense() if a.is_sparse else a, b.to_dense() if b.is_sparse else b)

@@ -46,7 +46,7 @@ def test_forward_shape_and_only_cs224n_pieces(encoder):
     assert scores.shape == (11, len(encoder.tags))
     # input width: window (3) x sum of feature sizes (4 + 2 + 3)
     assert model.classifier[0].in_features == 3 * 9
-    own = (cnn.Embedding, cnn.Linear, cnn.Dropout, cnn.Tanh, cnn.CrossEntropyLoss)
+    own = (cnn.Embedding, cnn.Dense, cnn.Linear, cnn.Dropout, cnn.CrossEntropyLoss)
     leaves = [m for name, m in model.named_modules() if not list(m.children()) and not name.startswith("metrics")]
     assert leaves and all(isinstance(m, own) for m in leaves), [type(m) for m in leaves]
 
@@ -57,6 +57,44 @@ def test_xavier_init_and_zero_biases(encoder):
     bound = (6 / (first.in_features + first.out_features)) ** 0.5
     assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.8 * bound
     assert torch.count_nonzero(first.bias) == 0
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "max_margin"])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "leaky_relu"])
+def test_fused_training_loss_equals_the_unfused_objective(encoder, loss, activation):
+    """training_loss (fused Dense layers, output layer + loss as one Function) = objective(forward(...)), grads too."""
+    model = model_for(encoder, hidden_dims=[7, 5], loss=loss, activation=activation, dropout=0.3,
+                      embedding_dropout=0.2, weight_decay=0.01).double()
+    batch = batch_of(encoder, TRAIN)
+    params = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(3)  # the same dropout masks on both sides
+    fused = model.training_loss(batch)
+    fused_grads = torch.autograd.grad(fused, params)
+    torch.manual_seed(3)
+    plain = model.objective(model(batch["windows"]), batch["tags"])
+    plain_grads = torch.autograd.grad(plain, params)
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_format_1_checkpoint_loads_with_its_keys_renamed(encoder, tmp_path):
+    """Format 1 held (Linear, activation, Dropout) per hidden layer at indices 0, 3, ...: renamed on load."""
+    from cs224n_nn.ner.model import CHECKPOINT_KEY, upgrade_state_dict
+
+    model = model_for(encoder, hidden_dims=[7, 5])
+    model.eval()
+    state = model.state_dict()
+    old = {(f"classifier.{3 * int(k.split('.')[1])}." + k.split(".", 2)[2]) if k.startswith("classifier.") else k: v
+           for k, v in state.items()}
+    assert "classifier.6.weight" in old and "classifier.2.weight" not in old
+    checkpoint = {"state_dict": old, "hyper_parameters": dict(model.hparams),
+                  CHECKPOINT_KEY: {"format": 1, "encoder": model.encoder.state_dict()}}
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    loaded = load_window_ner(tmp_path / "old.ckpt")
+    windows = batch_of(encoder, TRAIN)["windows"]
+    torch.testing.assert_close(loaded(windows), model(windows))
+    assert set(upgrade_state_dict(dict(old), 1)) == set(state)
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

@@ -44,7 +44,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     folder, truncated, corrupted, unsafe (holds code) or not a cs224n-nn
     NER checkpoint of a format this version reads.
     """
-    from cs224n_nn.ner.model import CHECKPOINT_FORMAT, CHECKPOINT_KEY
+    from cs224n_nn.ner.model import CHECKPOINT_KEY, READABLE_FORMATS
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -59,7 +59,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise CheckpointError(f"{path}: not a cs224n-nn NER checkpoint (no {CHECKPOINT_KEY!r} entry)")
     ours = checkpoint[CHECKPOINT_KEY]
-    if not isinstance(ours, dict) or ours.get("format") != CHECKPOINT_FORMAT or "encoder" not in ours:
+    if not isinstance(ours, dict) or ours.get("format") not in READABLE_FORMATS or "encoder" not in ours:
         found = ours.get("format") if isinstance(ours, dict) else type(ours).__name__
         raise CheckpointError(f"{path}: unsupported cs224n-nn checkpoint format {found!r}")
     if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):

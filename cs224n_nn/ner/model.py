@@ -90,7 +90,11 @@ DEFAULT_AFFIX_DIM = 16
 SPARSE_MIN_ROWS = 1024
 # Top-level key of our checkpoints: its presence tells our files from others.
 CHECKPOINT_KEY = "cs224n_nn"
-CHECKPOINT_FORMAT = 1
+# Format 2: the classifier is a WindowClassifier ([Dense..., Linear]); format
+# 1 held a Sequential of (Linear, activation, Dropout) per hidden layer, whose
+# keys upgrade_state_dict renames.
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 # Score of a move the tag scheme forbids under `loss: sentence_ll`: exp(-1e4)
 # is 0 in every float type, yet sums with it stay finite.
 FORBIDDEN_SCORE = -1.0e4
@@ -144,6 +148,60 @@ class WordEmbedding(torch.nn.Module):
         inside = self.trained(torch.where(known, ids, zero))
         outside = self.frozen(torch.where(known, zero, ids - self.n_trained))
         return torch.where(known.unsqueeze(-1), inside, outside)
+
+
+class WindowClassifier(torch.nn.ModuleList):
+    """The notes' window network after the lookup, as a plain torch module (no Lightning needed).
+
+    ``[Dense(f, dropout), ..., Linear]``: each hidden layer ``a = f(W a + b)``
+    with inverted dropout on ``a`` is one :class:`cs224n_nn.nn.Dense` (one
+    Function for affine + activation + dropout); the output layer gives the
+    tag scores ``s = U a + b_U``. Training calls :meth:`loss`, which fuses the
+    output layer with its objective (one Function for ``U a + b_U`` and the
+    loss, whose backward feeds ``p - onehot`` straight into the layer's
+    matmuls: notes section 6's ``delta`` of the top layer).
+    """
+
+    def __init__(self, width: int, hidden_dims: list[int], num_tags: int, activation: str, dropout: float):
+        layers: list[torch.nn.Module] = []
+        for size in hidden_dims:
+            layers.append(cnn.Dense(width, size, activation=activation, dropout=dropout))
+            width = size
+        layers.append(cnn.Linear(width, num_tags))
+        super().__init__(layers)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations ``[B, H]`` for window vectors ``[B, D]``."""
+        for i in range(len(self) - 1):  # (slicing a ModuleList would rebuild this class)
+            x = self[i](x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tag scores ``[B, K]``."""
+        return self[-1](self.hidden(x))
+
+    def loss(self, x: torch.Tensor, tags: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
+        """The per-window objective of the scores, output layer and loss fused (mean over windows)."""
+        out = self[-1]
+        h = self.hidden(x)
+        if loss == "cross_entropy":
+            return cF.dense_cross_entropy(h, out.weight, out.bias, tags)
+        return cF.dense_multi_margin(h, out.weight, out.bias, tags, margin=margin)
+
+
+def upgrade_state_dict(state: dict[str, Any], checkpoint_format: int) -> dict[str, Any]:
+    """A state dict of an older checkpoint format with this version's keys (in place; returned).
+
+    Format 1 stored ``classifier`` as a Sequential of ``(Linear, activation,
+    Dropout)`` per hidden layer then the output Linear, so the parameters sat
+    at indices ``0, 3, 6, ...``; format 2 puts layer ``i`` at index ``i``.
+    """
+    if checkpoint_format == 1:
+        prefix = "classifier."
+        for key in sorted(k for k in state if k.startswith(prefix)):
+            index, rest = key[len(prefix):].split(".", 1)
+            state[f"{prefix}{int(index) // 3}.{rest}"] = state.pop(key)
+    return state
 
 
 def choose(option: str, name: str, valid) -> str:
@@ -259,13 +317,8 @@ class WindowNERModule(pl.LightningModule):
         if vectors is not None:
             self.embeddings[self.encoder.features.index("word")].load_vectors_(vectors, freeze_word_vectors)
         self.embedding_dropout = cnn.Dropout(embedding_dropout)
-        layers: list[torch.nn.Module] = []
         width = self.encoder.window * sum(dims[name] for name in self.encoder.features)
-        for size in hidden_dims:
-            layers += [cnn.Linear(width, size), ACTIVATIONS[activation](), cnn.Dropout(dropout)]
-            width = size
-        layers.append(cnn.Linear(width, len(self.encoder.tags)))
-        self.classifier = torch.nn.Sequential(*layers)
+        self.classifier = WindowClassifier(width, hidden_dims, len(self.encoder.tags), activation, dropout)
         init_module_(self.classifier)  # Xavier weights, zero biases (notes, "Parameter Initialization")
         if self.loss_name == "sentence_ll":
             # Collobert et al. (2011)'s sentence-level log-likelihood: a CRF over the
@@ -334,11 +387,30 @@ class WindowNERModule(pl.LightningModule):
 
     # -- the network ------------------------------------------------------
 
+    def window_vectors(self, windows: torch.Tensor) -> torch.Tensor:
+        """The notes' ``x`` ``[B, W * sum d]`` for windows ``[B, C, W]`` of feature ids (embedding dropout applied)."""
+        # [B, W, d_c] per feature -> [B, W, sum d] -> [B, W * sum d]
+        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
+        return self.embedding_dropout(x)
+
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, K]`` for windows ``[B, C, W]`` of feature ids."""
-        # [B, W, d_c] per feature -> [B, W, sum d] -> [B, W * sum d]: the notes' x.
-        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
-        return self.classifier(self.embedding_dropout(x))
+        return self.classifier(self.window_vectors(windows))
+
+    def training_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective of a batch: :meth:`objective`'s value, by the fewest Function calls.
+
+        Per-window losses run the output layer and the loss as one fused
+        Function (:meth:`WindowClassifier.loss`); ``sentence_ll`` needs the
+        scores of whole sentences, so it goes through :meth:`objective`.
+        """
+        if self.loss_name == "sentence_ll":
+            return self.objective(self(batch["windows"]), batch["tags"], batch.get("lengths"))
+        loss = self.classifier.loss(self.window_vectors(batch["windows"]), batch["tags"], self.loss_name,
+                                    self.hparams.margin)
+        if self.hparams.weight_decay:
+            loss = loss + l2_penalty(self, self.hparams.weight_decay)
+        return loss
 
     @property
     def trains_on_sentences(self) -> bool:
@@ -397,7 +469,7 @@ class WindowNERModule(pl.LightningModule):
     # -- Lightning hooks --------------------------------------------------
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.objective(self(batch["windows"]), batch["tags"], batch.get("lengths"))
+        loss = self.training_loss(batch)
         if self.hparams.stop_on_nonfinite and not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
@@ -526,6 +598,11 @@ class WindowNERModule(pl.LightningModule):
         interval = hp.schedule_interval.lower()
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": interval}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming from a checkpoint of the previous format: rename its keys first.
+        ours = checkpoint.get(CHECKPOINT_KEY, {})
+        upgrade_state_dict(checkpoint["state_dict"], ours.get("format", CHECKPOINT_FORMAT))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "encoder": self.encoder.state_dict()}
 
@@ -550,7 +627,7 @@ def load_window_ner(path: str | os.PathLike, map_location: str | torch.device = 
     accepted = set(inspect.signature(WindowNERModule.__init__).parameters) - {"self", "encoder"}
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
     hparams["word_vectors"] = "none"  # the trained vectors are in the state dict
-    state = checkpoint["state_dict"]
+    state = upgrade_state_dict(checkpoint["state_dict"], checkpoint[CHECKPOINT_KEY]["format"])
     try:
         encoder = WindowEncoder.from_state_dict(checkpoint[CHECKPOINT_KEY]["encoder"])
         with torch.device("meta"):
