@@ -44,7 +44,7 @@ ALIASES = {"optim": "optimizers", "activation": "activations", "layer": "layers"
 
 TITLES = {
     "activations": "Activations, forward + backward",
-    "layers": "Affine, Embedding, losses, Dropout (forward + backward)",
+    "layers": "Affine, Embedding, losses, Dropout and the fused layers (forward + backward)",
     "optimizers": "Optimizer step",
     "gradcheck": "Gradient-check suite",
     "ner": "Window NER training loop",
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch intra-op threads (default: the machine's cores)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"write the markdown report here (default with --full: {DEFAULT_OUTPUT.name})")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="an earlier report whose ratios become a 'before' column (default with --full: "
+                             "the report being replaced, when it exists)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile the rows that miss a target with torch.profiler (default: with --full only)")
     parser.add_argument("--conll-dir", type=Path, default=DEFAULT_CONLL_DIR,
@@ -136,15 +139,28 @@ def verdict(row: Row) -> str:
     return {None: "", True: "met", False: "**MISSED**"}[row.met]
 
 
-def table(rows: list[Row]) -> list[str]:
-    lines = [
-        "| piece | setting | native twin | ours | native | ours / native | target | met? |",
-        "|---|---|---|---:|---:|---:|---|---|",
-    ]
+def previous_ratios(text: str) -> dict[tuple[str, str, str], str]:
+    """``(piece, setting, native twin) -> ratio`` as printed in an earlier report's tables."""
+    ratios = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[2].startswith("`") and cells[2].endswith("`"):
+            ratios[(cells[0], cells[1], cells[2].strip("`"))] = cells[5]
+    return ratios
+
+
+def table(rows: list[Row], before: dict[tuple[str, str, str], str] | None = None) -> list[str]:
+    """A group's rows; with ``before`` (an earlier report's ratios), a column of those beside today's."""
+    head = "| piece | setting | native twin | ours | native | ours / native |"
+    rule = "|---|---|---|---:|---:|---:|"
+    if before is not None:
+        head, rule = head + " before |", rule + "---:|"
+    lines = [head + " target | met? |", rule + "---|---|"]
     for r in rows:
+        earlier = f" {before.get((r.piece, r.setting, r.native_name), 'new')} |" if before is not None else ""
         lines.append(
             f"| {r.piece} | {r.setting} | `{r.native_name}` | {format_value(r.ours, r.unit)} | "
-            f"{format_value(r.native, r.unit)} | {format_ratio(r)} | {r.target or ''} | {verdict(r)} |"
+            f"{format_value(r.native, r.unit)} | {format_ratio(r)} |{earlier} {r.target or ''} | {verdict(r)} |"
         )
     notes = sorted({r.note for r in rows if r.note})
     lines += [""] + [f"- {n}" for n in notes] if notes else []
@@ -184,7 +200,8 @@ def profile_section(rows: list[Row]) -> list[str]:
     return lines
 
 
-def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> str:
+def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
+           before: dict[tuple[str, str, str], str] | None = None) -> str:
     lines = ["# Benchmarks: cs224n-nn against native PyTorch", ""]
     lines += [f"Written by `{meta['command']}` on {meta['date']}. Re-run that command to refresh it.", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if k not in ("command", "date", "warning")]
@@ -197,7 +214,9 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> s
         "repeating the call until it lasts the minimum run time; the ratio column is the median over "
         "the runs of ours / native per-call time (for throughput, ours / native tokens per second); "
         "the ours and native columns are the medians of the per-call times. "
-        "Targets are issue 5's; a row without a target has none in the issue.",
+        "Targets are the performance issues' (5 and 13); a row without a target has none there."
+        + (f" The before column is the ratio of the same row in {meta['before']} ('new': no such row then)."
+           if before is not None else ""),
         "",
     ]
     judged = [r for r in rows if r.met is not None]
@@ -215,7 +234,7 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str]) -> s
         if group in failures:
             lines += [f"## {TITLES[group]}", "", f"Not measured: {failures[group]}", ""]
         elif group_rows:
-            lines += [f"## {TITLES[group]}", ""] + table(group_rows) + [""]
+            lines += [f"## {TITLES[group]}", ""] + table(group_rows, before) + [""]
     lines += profile_section(rows)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -285,10 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{load_end:.1f} at end): other jobs shared the cores, so ratios are noisy. "
             f"Re-run `{meta['command']}` on a quiet machine for figures to quote."
         )
-    report = render(rows, failures, meta)
+    output = args.output or (DEFAULT_OUTPUT if args.full else None)
+    before_path = args.before or (output if args.full and output is not None and output.is_file() else None)
+    before = None
+    if before_path is not None:
+        earlier = before_path.read_text(encoding="utf-8")
+        stamp = next((line for line in earlier.splitlines() if line.startswith("Written by")), "")
+        when = stamp.split(" on ", 1)[1].split(".")[0] if " on " in stamp else "an earlier run"
+        meta["before"] = f"{before_path.name} of {when}"
+        before = previous_ratios(earlier)
+    report = render(rows, failures, meta, before)
     print()
     print(report)
-    output = args.output or (DEFAULT_OUTPUT if args.full else None)
     if output is not None:
         output.write_text(report, encoding="utf-8")
         print(f"wrote {output}")

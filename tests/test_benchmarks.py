@@ -242,3 +242,17 @@ def test_ner_twin_computes_what_ours_computes():
     assert len(ours_grads) == len(twin_grads)
     for a, b in zip(ours_grads, twin_grads):
         torch.testing.assert_close(a.to_dense() if a.is_sparse else a, b.to_dense() if b.is_sparse else b)
+
+
+def test_an_earlier_report_becomes_a_before_column():
+    meta = {"command": "python -m benchmarks.run --full", "date": "today", "machine": "a CPU"}
+    earlier = run.render([_row(ratio=1.5)], {}, {**meta, "date": "yesterday"})
+    before = run.previous_ratios(earlier)
+    assert before == {("sigmoid", "1M float32", "torch.sigmoid"): "1.50"}
+    text = run.render([_row(), _row(piece="relu", native_name="torch.relu", ratio=1.0)], {},
+                      {**meta, "before": "BENCHMARKS.md of yesterday"}, before)
+    assert "| sigmoid | 1M float32 | `torch.sigmoid` | 2 ms | 1 ms | 2.00 | 1.50 | <= 1.2 | **MISSED** |" in text
+    assert "| 1.00 | new | <= 1.2 | met |" in text  # a row the earlier report did not have
+    assert "ours / native | before | target" in text and "BENCHMARKS.md of yesterday" in text
+    # the committed report parses too: every table row of it has a ratio
+    assert len(run.previous_ratios((run.ROOT / "BENCHMARKS.md").read_text())) > 20
