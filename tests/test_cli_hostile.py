@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from cs224n_nn.cli import main
+from run_helpers import one_line as assert_one_line_error
+from run_helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model.word_vectors", "none", "--model.hidden_dims", "[4]", "--data.features", "[word, casing]",
@@ -66,17 +67,7 @@ def ckpt(tmp_path_factory):
     return path
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
-
-def assert_one_line_error(err: str, command: str, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"cs224n-nn {command}: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
 
 
 # -- the dispatcher ------------------------------------------------------------

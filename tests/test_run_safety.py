@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cs224n_nn import cli
-from cs224n_nn.cli import main
+from run_helpers import one_line, run
 from cs224n_nn.errors import CheckpointError, DataFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,18 +51,7 @@ def ckpt(tmp_path_factory):
     return path
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
-
-def one_line(err: str, command: str, *needles: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"cs224n-nn {command}: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
-    return lines[0]
 
 
 # -- 1. predict never loses the user's files ------------------------------------------------
