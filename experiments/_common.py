@@ -9,6 +9,7 @@ as ``python -m experiments.NAME`` as well as ``cs224n-nn experiment NAME``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -193,6 +194,34 @@ def full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
     with torch.no_grad():
         return nn.CrossEntropyLoss()(model(x), y).item()
+
+
+def training_curve(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, batches: torch.Tensor,
+                   steps: int, every: int, stop_on_nonfinite: bool = False) -> tuple[list[int], list[float]]:
+    """Minibatch training on ``x[batches[t]]`` for ``steps`` steps with our cross-entropy.
+
+    Returns the steps at which the loss on the whole training set was read
+    (every ``every`` steps and the last) and that loss at each. With
+    ``stop_on_nonfinite`` it stops at the first non-finite reading (a
+    diverged run), which is then the last entry.
+    """
+    from cs224n_nn import nn
+
+    loss_fn = nn.CrossEntropyLoss()
+    checkpoints, losses = [], []
+    for t in range(steps + 1):
+        if t % every == 0 or t == steps:
+            checkpoints.append(t)
+            losses.append(full_loss(model, x, y))
+            if stop_on_nonfinite and not math.isfinite(losses[-1]):
+                break
+        if t == steps:
+            break
+        idx = batches[t]
+        optimizer.zero_grad()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        optimizer.step()
+    return checkpoints, losses
 
 
 # -- figures and tables ---------------------------------------------------------------------

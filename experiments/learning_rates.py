@@ -22,7 +22,7 @@ import torch
 
 from cs224n_nn import nn, optim
 from experiments._common import (Progress, cli, full_loss, gaussian_classes, mean_pm_sd, mean_sd, mlp, pyplot,
-                                 save_figure, seed_all, seeds_for, write_table)
+                                 save_figure, seed_all, seeds_for, training_curve, write_table)
 
 NAME = "learning_rates"
 N_FEATURES, N_CLASSES, HIDDEN = 20, 5, 64
@@ -35,20 +35,10 @@ def train(lr: float, seed: int, data, steps: int, every: int) -> tuple[list[int]
     torch.manual_seed(seed)  # the same initial weights for every learning rate
     model = mlp([N_FEATURES, HIDDEN, N_CLASSES], nn.ReLU)
     optimizer = optim.SGD(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    checkpoints, losses = [], []
-    for t in range(steps + 1):
-        if t % every == 0 or t == steps:
-            checkpoints.append(t)
-            losses.append(full_loss(model, x_train, y_train))
-            if not math.isfinite(losses[-1]):
-                return checkpoints, losses, float("inf")
-        if t == steps:
-            break
-        idx = batches[t]
-        optimizer.zero_grad()
-        loss_fn(model(x_train[idx]), y_train[idx]).backward()
-        optimizer.step()
+    checkpoints, losses = training_curve(model, optimizer, x_train, y_train, batches, steps, every,
+                                         stop_on_nonfinite=True)
+    if not math.isfinite(losses[-1]):
+        return checkpoints, losses, float("inf")
     return checkpoints, losses, full_loss(model, x_test, y_test)
 
 

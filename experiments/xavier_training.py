@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from cs224n_nn import nn, optim
+from cs224n_nn import optim
 from experiments._common import (Progress, cli, full_loss, gaussian_classes, mean_pm_sd, mean_sd, mlp, pyplot,
-                                 save_figure, seed_all, seeds_for, write_table)
+                                 save_figure, seed_all, seeds_for, training_curve, write_table)
 from experiments.initialisation import ACTIVATIONS, INITS
 
 NAME = "xavier_training"
@@ -51,22 +51,11 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         x_train, y_train = gaussian_classes(n, centres, gen)
         x_test, y_test = gaussian_classes(n, centres, gen)
         batches = torch.randint(n, (steps, batch), generator=gen)
-        loss_fn = nn.CrossEntropyLoss()
         for (act_name, init_name) in results:
             torch.manual_seed(s)
             model = build(ACTIVATIONS[act_name], INITS[init_name])
             optimizer = optim.SGD(model.parameters(), lr=LR)
-            checkpoints, losses = [], []
-            for t in range(steps + 1):
-                if t % every == 0 or t == steps:
-                    checkpoints.append(t)
-                    losses.append(full_loss(model, x_train, y_train))
-                if t == steps:
-                    break
-                idx = batches[t]
-                optimizer.zero_grad()
-                loss_fn(model(x_train[idx]), y_train[idx]).backward()
-                optimizer.step()
+            checkpoints, losses = training_curve(model, optimizer, x_train, y_train, batches, steps, every)
             with torch.no_grad():
                 error = (model(x_test).argmax(-1) != y_test).double().mean().item()
             reached = next((c for c, v in zip(checkpoints, losses) if v < TARGET), None)
