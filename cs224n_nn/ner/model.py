@@ -39,6 +39,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from cs224n_nn import functional as cF
 from cs224n_nn import nn as cnn
+from cs224n_nn.autograd.activations import ACTIVATIONS as ACTIVATION_RULES
 from cs224n_nn import optim as coptim
 from cs224n_nn.errors import CheckpointError, CS224nError, ConfigError
 from cs224n_nn.init import init_module_
@@ -58,14 +59,8 @@ __all__ = [
     "load_window_ner",
 ]
 
-ACTIVATIONS = {
-    "sigmoid": cnn.Sigmoid,
-    "tanh": cnn.Tanh,
-    "hardtanh": cnn.Hardtanh,
-    "softsign": cnn.Softsign,
-    "relu": cnn.ReLU,
-    "leaky_relu": cnn.LeakyReLU,
-}
+# The hidden layers' activations: the names of the notes' six (cnn.Dense takes them).
+ACTIVATIONS = tuple(ACTIVATION_RULES)
 LOSSES = ("cross_entropy", "max_margin", "sentence_ll")
 OPTIMIZERS = {
     "sgd": coptim.SGD,
