@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < MIN_RUNS:
         parser.error(f"--runs must be at least {MIN_RUNS}, got {args.runs}")
+    if args.before is not None and not args.before.is_file():
+        parser.error(f"--before {args.before}: no such report file")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     mode = "full" if args.full else "tiny" if args.tiny else "quick"

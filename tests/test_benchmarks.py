@@ -256,3 +256,11 @@ def test_an_earlier_report_becomes_a_before_column():
     assert "ours / native | before | target" in text and "BENCHMARKS.md of yesterday" in text
     # the committed report parses too: every table row of it has a ratio
     assert len(run.previous_ratios((run.ROOT / "BENCHMARKS.md").read_text())) > 20
+
+
+def test_a_missing_before_report_is_a_one_line_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--tiny", "--before", str(tmp_path / "none.md")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--before {tmp_path / 'none.md'}: no such report file" in err
