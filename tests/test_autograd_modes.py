@@ -24,7 +24,7 @@ from torch.func import hessian, jacfwd, jacrev, jvp
 
 import cs224n_nn.functional as F
 from cs224n_nn import autograd as A
-from cs224n_nn.autograd import _function, _validate
+from cs224n_nn.autograd import _compiled_chain, _function, _private, _validate
 
 D = torch.float64
 GEN = torch.Generator().manual_seed(11)
@@ -270,35 +270,32 @@ def test_apply_falls_back_to_torch_function_apply_without_the_private_symbols(mo
     monkeypatch.setattr(torch.autograd.Function, "apply", classmethod(spy))
     # a torch release that renamed one of the private symbols (torch itself still needs
     # the real one inside Function.apply, so the rename is simulated on our side)
-    monkeypatch.setattr(_function, "FAST_PATH_SYMBOLS",
-                        ("_are_functorch_transforms_active", "_functorch.unwrap_if_dead_renamed", "_FunctionBase.apply"))
-    monkeypatch.setattr(_function, "_fast_symbols", None)  # resolve again, now without the symbol
+    monkeypatch.setattr(_function, "FAST_PATH_SYMBOLS", ("_C._are_functorch_transforms_active",
+                                                         "_C._functorch.unwrap_if_dead_renamed", "_C._FunctionBase.apply"))
     out = F.tanh(x)
     (g,) = torch.autograd.grad(out.sum(), x)
     assert calls == ["Tanh"]  # the public path was taken
     torch.testing.assert_close(g, 1 - torch.tanh(x.detach()) ** 2)
-    assert _function._fast_symbols is False
-    monkeypatch.setattr(_function, "_fast_symbols", None)  # let later tests resolve the real symbols
+    assert _private.lookup(*_function.FAST_PATH_SYMBOLS) is None
 
 
 def test_functorch_symbols_are_not_looked_up_at_import():
     import ast
     from pathlib import Path
 
-    for module in (_function, _validate):
+    for module in (_function, _validate, _private, _compiled_chain):
         tree = ast.parse(Path(module.__file__).read_text())
         top_level = [node for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))]
         assert not any("torch._C" in ast.unparse(node) for node in top_level), module.__name__
 
 
 def test_value_checks_are_skipped_without_the_private_wrapper_test(monkeypatch):
-    monkeypatch.setattr(_validate, "_is_wrapped", None)
+    monkeypatch.setattr(_private, "_found", {})  # look the names up again, now without the symbol
     monkeypatch.delattr(torch._C._functorch, "is_functorch_wrapped_tensor")
     ids = torch.tensor([0, 7])
     assert not _validate.values_checkable(ids)
     with pytest.raises(IndexError):  # torch's own index check still refuses the bad id
         F.embedding(ids, torch.randn(3, 2))
-    monkeypatch.setattr(_validate, "_is_wrapped", None)
 
 
 def test_jvp_is_hidden_from_dynamo_only_while_compiling(monkeypatch):

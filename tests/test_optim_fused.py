@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import cs224n_nn.optim as ours
+from cs224n_nn import _compile
 from cs224n_nn.optim import _compiled_update
 
 
@@ -41,7 +42,7 @@ def test_compiled_adam_matches_eager_and_torch():
     run(fused, fused_params, 12)
     run(ours.Adam(eager_params, foreach=True, **kw), eager_params, 12)
     run(torch.optim.Adam(twin_params, foreach=False, **kw), twin_params, 12)
-    assert fused._compiled and not _compiled_update._failed  # it really compiled
+    assert fused._compiled and not _compile._failed  # it really compiled
     for f, e, t in zip(fused_params, eager_params, twin_params):
         torch.testing.assert_close(f, e, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(f, t, rtol=1e-10, atol=1e-12)
@@ -56,7 +57,7 @@ def _broken_compile(fn, **kwargs):
 @pytest.mark.parametrize("name", ["SGD", "AdaGrad", "Adam", "AdamW"])
 def test_compile_failure_warns_once_and_runs_eagerly(name, monkeypatch):
     monkeypatch.setattr(_compiled_update.torch, "compile", _broken_compile)
-    monkeypatch.setattr(_compiled_update, "_failed", False)
+    monkeypatch.setattr(_compile, "_failed", False)
     kw = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=0.05)
     fused_params, eager_params = make_params(), make_params()
     with pytest.warns(RuntimeWarning, match="torch.compile failed") as record:
@@ -140,7 +141,7 @@ def test_many_group_layouts_in_one_process_stay_compiled(monkeypatch):
         opt.step()
         assert _graphs() > graphs, "a layout past the recompile limit ran eagerly"
     assert _graphs() - before == 2 * n
-    assert not _compiled_update._failed
+    assert not _compile._failed
     step(eager, all_twins)
     for _ in range(2):  # later steps reuse each layout's graph: nothing new is traced
         step(fused, all_params)
@@ -175,7 +176,7 @@ def test_default_compiles_groups_above_the_threshold(name, monkeypatch):
     opt = getattr(ours, name)(default_params, **kw)
     run(opt, default_params, 6)
     run(getattr(ours, name)(eager_params, foreach=True, **kw), eager_params, 6)
-    assert len(made) == 1 and len(opt._compiled) == 1 and not _compiled_update._failed
+    assert len(made) == 1 and len(opt._compiled) == 1 and not _compile._failed
     for d, e in zip(default_params, eager_params):
         torch.testing.assert_close(d, e, rtol=1e-12, atol=1e-14)
 
@@ -198,7 +199,7 @@ def _refusing_compile(fn, **kwargs):
 @pytest.mark.parametrize("broken", [_broken_compile, _refusing_compile], ids=["first-call", "compile"])
 def test_default_path_falls_back_with_one_warning(broken, monkeypatch):
     _count_compiles(monkeypatch, broken)
-    monkeypatch.setattr(_compiled_update, "_failed", False)
+    monkeypatch.setattr(_compile, "_failed", False)
     monkeypatch.setattr(_compiled_update, "COMPILE_MIN_NUMEL", 1)
     default_params, eager_params = make_params(), make_params()
     with pytest.warns(RuntimeWarning, match="torch.compile failed") as record:
@@ -206,7 +207,7 @@ def test_default_path_falls_back_with_one_warning(broken, monkeypatch):
             opt = ours.Adam(default_params, lr=0.05)
             run(opt, default_params, 5)
     assert len([w for w in record if "torch.compile failed" in str(w.message)]) == 1
-    assert _compiled_update._failed
+    assert _compile._failed
     for _ in range(2):
         run(ours.Adam(eager_params, lr=0.05, foreach=True), eager_params, 5)
     for d, e in zip(default_params, eager_params):

@@ -18,7 +18,7 @@ a Function subclass and traces ``forward`` and ``backward`` itself.
 
 The shortcut needs three private symbols (``torch._C._are_functorch_transforms_active``,
 ``torch._C._functorch.unwrap_if_dead`` and the C++ ``torch._C._FunctionBase.apply``).
-They are looked up at the first call, not at import, and if any is missing
+They are looked up at the first call, not at import (:mod:`._private`), and if any is missing
 (another torch release) every call takes torch's public ``Function.apply``:
 slower, never broken (tests/test_autograd_modes.py simulates that).
 """
@@ -31,24 +31,10 @@ import torch
 from torch.autograd import Function
 
 from ._amp import outside_autocast
+from ._private import lookup
 
-#: The private names the shortcut needs, under ``torch._C``: transforms-active test, dead-wrapper unwrap, C++ apply.
-FAST_PATH_SYMBOLS = ("_are_functorch_transforms_active", "_functorch.unwrap_if_dead", "_FunctionBase.apply")
-_fast_symbols = None  # (transforms_active, unwrap_if_dead) once resolved; False when unavailable
-
-
-def _resolve_fast_symbols():
-    """The private symbols of the shortcut, or False when this torch lacks one of them."""
-    global _fast_symbols
-    if _fast_symbols is None:
-        found = []
-        for dotted in FAST_PATH_SYMBOLS:
-            obj = torch._C
-            for part in dotted.split("."):
-                obj = getattr(obj, part, None)
-            found.append(obj)
-        _fast_symbols = tuple(found[:2]) if all(f is not None for f in found) else False
-    return _fast_symbols
+#: The private names the shortcut needs: transforms-active test, dead-wrapper unwrap, C++ apply.
+FAST_PATH_SYMBOLS = ("_C._are_functorch_transforms_active", "_C._functorch.unwrap_if_dead", "_C._FunctionBase.apply")
 
 
 class _ForwardRule:
@@ -90,8 +76,8 @@ class HandWrittenFunction(Function):
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        fast = _resolve_fast_symbols()
-        if not fast or kwargs or len(args) != cls._arity or fast[0]():
+        fast = lookup(*FAST_PATH_SYMBOLS)
+        if fast is None or kwargs or len(args) != cls._arity or fast[0]():
             return super().apply(*args, **kwargs)
         # What Function.apply does once the arguments are bound: drop dead
         # functorch wrappers (a tensor that escaped a finished transform), then

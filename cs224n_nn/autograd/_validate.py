@@ -19,20 +19,14 @@ from numbers import Real
 
 import torch
 
+from ._private import lookup
+
 REDUCTIONS = ("none", "mean", "sum")
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
 
-_is_wrapped = None  # torch._C._functorch.is_functorch_wrapped_tensor once looked up; False if this torch lacks it
-
-
-def _wrapped_check():
-    """The private functorch-wrapper test, looked up at first use; False when this torch has none."""
-    global _is_wrapped
-    if _is_wrapped is None:
-        functorch = getattr(torch._C, "_functorch", None)
-        _is_wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None) or False
-    return _is_wrapped
+#: The private functorch-wrapper test the value checks need (looked up at first use, :mod:`._private`).
+WRAPPED_TEST = "_C._functorch.is_functorch_wrapped_tensor"
 
 
 def values_checkable(*tensors: torch.Tensor) -> bool:
@@ -43,10 +37,10 @@ def values_checkable(*tensors: torch.Tensor) -> bool:
     """
     if torch.compiler.is_compiling():
         return False
-    is_wrapped = _wrapped_check()
-    if not is_wrapped:
+    found = lookup(WRAPPED_TEST)
+    if found is None:
         return False
-    return not any(is_wrapped(t) for t in tensors)
+    return not any(found[0](t) for t in tensors)
 
 
 def tensor(x, name: str) -> None:

@@ -10,6 +10,11 @@ as the notes give it. The same ``chain`` line serves
   over reverse (``hessian``), since it is made of differentiable, batchable ops,
 * the fused layer ``f(x W^T + b)`` of :mod:`cs224n_nn.autograd.layer`.
 
+A plain ``backward()`` of a large tensor runs a compiled copy of the same
+``chain`` function (:mod:`._compiled_chain`: one fused pass over memory where
+the eager formula makes two to four), and only where that cannot change the
+result; every other mode calls ``chain`` itself.
+
 ``saves`` names the tensor ``f'`` is read from: the output ``y`` where
 ``f'`` is a function of it (sigmoid, tanh, hard tanh, ReLU), else the input.
 In float16/bfloat16 ``chain`` evaluates in float32 and rounds once
@@ -30,6 +35,7 @@ from typing import Callable
 import torch
 
 from ._amp import in_float32
+from ._compiled_chain import backward_chain
 from ._function import HandWrittenFunction
 from . import _validate
 
@@ -115,7 +121,7 @@ def _rules(activation: Activation):
 
     def backward(ctx, grad):
         (saved,) = ctx.saved_tensors
-        return (chain(grad, saved, *ctx.params),) + (None,) * len(ctx.params)
+        return (backward_chain(chain, grad, saved, *ctx.params),) + (None,) * len(ctx.params)
 
     def jvp(ctx, x_t, *param_tangents):
         (saved,) = ctx.saved_tensors

@@ -47,6 +47,7 @@ from __future__ import annotations
 import torch
 
 from ._amp import autocast_inputs
+from ._compiled_chain import backward_chain
 from ._function import HandWrittenFunction
 from . import _validate
 from .activations import ACTIVATIONS, Activation
@@ -146,7 +147,7 @@ class DenseLayer(HandWrittenFunction):
         g = grad if grad is None or mask is None else grad * mask.to(grad.dtype)
         if grad_hidden is not None and act.saves == "output":  # hidden is f(z): its gradient joins dJ/da
             g = grad_hidden if g is None else g + grad_hidden
-        delta = None if g is None else act.chain(g, saved, *ctx.params)
+        delta = None if g is None else backward_chain(act.chain, g, saved, *ctx.params)
         if grad_hidden is not None and act.saves == "input":  # hidden is z itself
             delta = grad_hidden if delta is None else delta + grad_hidden
         if delta is None:

@@ -9,13 +9,12 @@ kernels do. It is built once per group layout (:func:`layout`) and reused.
 
 When compilation is unavailable (no C++ compiler, an unsupported Python or
 platform) the first failure warns once per process and every optimizer
-runs eagerly from then on.
+runs eagerly from then on (:mod:`cs224n_nn._compile`).
 """
 
 from __future__ import annotations
 
 import types
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,33 +28,10 @@ from torch import Tensor
 #: "The default path", for the figures behind the number.
 COMPILE_MIN_NUMEL = 1 << 20
 
-_failed = False  # a compilation failed in this process: run eagerly from now on
-
-
-def available() -> bool:
-    """Whether the compiled update may be tried (no failure seen, and not
-    already inside someone's ``torch.compile`` trace, where the eager rule
-    is what gets traced)."""
-    is_compiling = getattr(torch.compiler, "is_compiling", None)  # public since torch 2.3
-    return not _failed and not (is_compiling is not None and is_compiling())
-
 
 def worth_compiling(params: list[Tensor]) -> bool:
     """Whether the default path compiles this group: big enough to pay."""
     return sum(p.numel() for p in params) >= COMPILE_MIN_NUMEL
-
-
-def mark_failed(optimizer_name: str, err: BaseException) -> None:
-    """Remember a compilation failure; warn the first time in this process."""
-    global _failed
-    if not _failed:
-        _failed = True
-        warnings.warn(
-            f"{optimizer_name}: torch.compile failed ({type(err).__name__}: {err}); "
-            "the optimizers run their eager multi-tensor update instead",
-            RuntimeWarning,
-            stacklevel=5,
-        )
 
 
 def update_each(update: Callable, params, grads, state_lists, scalar_table, hyper) -> None:

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _compile
 from . import _compiled_update as compiled_update
 from ._buckets import buckets, by_device_and_dtype, subset
 from ._sparse_rows import SparseRows, sparse_weight_decay_error
@@ -244,7 +245,7 @@ class Optimizer(torch.optim.Optimizer):
         """Run the compiled update; False to run eagerly instead: on a step
         that creates state, inside another compilation, or once compilation
         has failed in this process (the first failure warns)."""
-        if any(fresh) or not compiled_update.available():
+        if any(fresh) or not _compile.available():
             return False
         table = compiled_update.scalar_table(scalars)
         # lr goes in as a tensor too, so that a schedule does not recompile.
@@ -256,6 +257,6 @@ class Optimizer(torch.optim.Optimizer):
                 loop = self._compiled[key] = compiled_update.compile_loop()
             loop(type(self).update, params, grads, state_lists, table, hyper)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back
-            compiled_update.mark_failed(type(self).__name__, err)
+            _compile.mark_failed(type(self).__name__, err)
             return False
         return True
