@@ -167,6 +167,31 @@ def table(rows: list[Row], before: dict[tuple[str, str, str], str] | None = None
     return lines
 
 
+#: A ratio counts as worse than before when it moved the wrong way by more than this factor
+#: (the run-to-run spread of one row on the shared machine is about that large).
+WORSE_FACTOR = 1.10
+
+
+def worse_than_before(rows: list[Row], before: dict[tuple[str, str, str], str]) -> list[tuple[Row, float]]:
+    """The rows whose ratio is worse than the earlier report's by more than :data:`WORSE_FACTOR`, with that ratio.
+
+    Worse is higher for a time (ours / native per call) and lower for a
+    throughput (ours / native tokens per second: ``unit`` ends in ``/s``).
+    """
+    worse = []
+    for r in rows:
+        try:
+            then = float(before.get((r.piece, r.setting, r.native_name), "nan"))
+        except ValueError:
+            continue
+        if r.ratio is None or math.isnan(then) or math.isnan(r.ratio):
+            continue
+        higher_is_better = r.unit.endswith("/s")
+        if (r.ratio * WORSE_FACTOR < then) if higher_is_better else (r.ratio > then * WORSE_FACTOR):
+            worse.append((r, then))
+    return worse
+
+
 def profile_section(rows: list[Row]) -> list[str]:
     profiled = [r for r in rows if r.profile]
     if not profiled:
@@ -229,6 +254,13 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
         lines.append("")
         if not any(r.profile for r in missed):
             lines += ["(Not profiled in this run: add `--profile` to see where the time goes.)", ""]
+    if before is not None:
+        worse = worse_than_before(rows, before)
+        lines += [f"**Worse than before** (ratio moved the wrong way by more than {WORSE_FACTOR - 1:.0%}): "
+                  f"{len(worse)} row(s).", ""]
+        lines += [f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
+                  for r, then in worse]
+        lines += [""] if worse else []
     for group in GROUPS:
         group_rows = [r for r in rows if r.group == group]
         if group in failures:

@@ -258,6 +258,20 @@ def test_an_earlier_report_becomes_a_before_column():
     assert len(run.previous_ratios((run.ROOT / "BENCHMARKS.md").read_text())) > 20
 
 
+def test_rows_worse_than_before_are_listed_in_the_direction_of_their_unit():
+    before = {("sigmoid", "1M float32", "torch.sigmoid"): "1.50", ("relu", "1M float32", "torch.relu"): "1.00",
+              ("tput", "1M float32", "torch.tput"): "1.00", ("tanh", "1M float32", "torch.tanh"): "-"}
+    rows = [_row(ratio=2.0),  # a time 1.50 -> 2.00: worse
+            _row(piece="relu", native_name="torch.relu", ratio=1.05),  # within the spread
+            _row(piece="tput", native_name="torch.tput", ratio=0.8, unit="tokens/s"),  # a throughput: worse
+            _row(piece="tanh", native_name="torch.tanh", ratio=9.0)]  # no earlier ratio to compare
+    worse = run.worse_than_before(rows, before)
+    assert [(r.piece, then) for r, then in worse] == [("sigmoid", 1.5), ("tput", 1.0)]
+    text = run.render(rows, {}, {"command": "c", "date": "d", "before": "B of d"}, before)
+    assert "**Worse than before** (ratio moved the wrong way by more than 10%): 2 row(s)." in text
+    assert "- activations / sigmoid / 1M float32 vs `torch.sigmoid`: 1.5 -> 2.00" in text
+
+
 def test_a_missing_before_report_is_a_one_line_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         run.main(["--tiny", "--before", str(tmp_path / "none.md")])
