@@ -48,10 +48,13 @@ from .. import _compile
 from ._private import lookup
 
 #: Fewest elements for the compiled copy. Measured on this project's 2-core
-#: CPU: at 64K elements the compiled ``where`` of ReLU took 0.11 ms against
-#: 0.41 ms eager; at 4K every compiled call lost (about 50 us of guards and
-#: launch against 10-30 us of eager arithmetic).
-COMPILE_MIN_NUMEL = 1 << 16
+#: CPU (one thread, compiled / eager time of the chain alone): ReLU's
+#: ``where`` already won at 64K elements (0.35), but tanh's and sigmoid's
+#: arithmetic lost up to 256K (tanh 3.5 at 64K, 1.8 at 128K, 1.1 at 256K;
+#: about 50-100 us of guards and launch per compiled call), and won from 512K
+#: on (tanh 0.51, sigmoid 0.62; at 1M every activation ran 1 to 12 times
+#: faster compiled). One threshold for all six keeps the choice a size test.
+COMPILE_MIN_NUMEL = 1 << 18
 
 #: The private functorch tests the guards need (looked up at first use; without them: always eager).
 TRANSFORM_TESTS = (
