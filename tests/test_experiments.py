@@ -281,3 +281,12 @@ def test_a_failed_write_leaves_the_old_table_and_no_temporary(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["t.md"]
     replace_atomically(table, lambda temporary: temporary.write_text("new"))
     assert table.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
+
+
+@pytest.mark.parametrize("name", ["optimizers", "regularisation", "ner_activations", "objectives", "notes_objective",
+                                  "dead_units", "learning_rates", "margin_scaling", "xavier_training", "fan_in_lr"])
+def test_committed_results_of_multi_seed_experiments_are_over_three_seeds(name: str):
+    """The README reads these tables as means ± sd over 3 seeds: a table regenerated from fewer fails here."""
+    text = (ROOT / "experiments" / "results" / f"{name}.md").read_text()
+    assert "3 seed(s)" in text, name
+    assert "(full mode, seed 0," in text, name  # a full run, not a quick one
