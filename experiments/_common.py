@@ -125,6 +125,17 @@ def mean_pm_sd(values: Sequence[float], digits: int = 3) -> str:
     return fmt(mean, digits) if len(values) < 2 else f"{fmt(mean, digits)} ± {fmt(sd, 2)}"
 
 
+def per_seed_cell(values: Sequence[float], spec: str = ".3f") -> str:
+    """A table cell with each seed's value, ``v0 / v1 / v2``, in the order of the seeds."""
+    return " / ".join(f"{float(v):{spec}}" for v in values)
+
+
+def within_spread(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two sets of per-seed values differ in mean by less than the larger of their two sample sds:
+    what the README calls a difference *within the spread* (never, with a single seed each)."""
+    (mean_a, sd_a), (mean_b, sd_b) = mean_sd(a), mean_sd(b)
+    return abs(mean_a - mean_b) < max(sd_a, sd_b)
+
 
 def seed_all(seed: int) -> torch.Generator:
     """Seed Python and torch, and return a generator for data that must not

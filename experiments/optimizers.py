@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments._common import cli, mean_pm_sd, mean_sd, pyplot, save_figure, seed_all, seeds_for, write_table
-from experiments._ner import Budget, NERData, budget_for, loss_window, plot_loss_and_f1
+from experiments._common import (cli, mean_pm_sd, mean_sd, per_seed_cell, pyplot, save_figure, seed_all, seeds_for,
+                                 write_table)
+from experiments._ner import Budget, NERData, budget_for, loss_window, plot_loss_and_f1, plot_seed_bars
 
 NAME = "optimizers"
 FULL = Budget(train_sentences=1000, dev_sentences=500, epochs=2, batch_size=64, validations_per_epoch=2)
@@ -61,14 +62,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     ax_loss.set_title(f"training loss (seed {seeds[0]})")
     ax_f1.set_title(f"dev entity F1 (seed {seeds[0]})")
     means = [mean_sd(f) for f in finals]
-    ax_bar.barh(range(len(labels)), [m for m, _ in means], xerr=[sd for _, sd in means], color="tab:blue", alpha=0.7)
-    for i, values in enumerate(finals):
-        ax_bar.plot(values, [i] * len(values), "k.", ms=4)
-    ax_bar.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax_bar.invert_yaxis()
-    low = min(min(f) for f in finals)
-    ax_bar.set_xlim(max(0.0, low - 0.05), min(1.0, max(max(f) for f in finals) + 0.02))
-    ax_bar.set_xlabel(f"final dev F1: mean ± sd over {len(seeds)} seed(s), dots = seeds")
+    plot_seed_bars(ax_bar, labels, finals)
     ax_bar.set_title("final dev F1 per optimizer")
     ax_f1.legend(fontsize=6, loc="lower right")
     fig.suptitle("Optimizers on window NER: same model, initial weights, batches and number of steps", fontsize=10)
@@ -77,7 +71,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
     for i, (label, (name, lr, extra)) in enumerate(OPTIMIZERS.items()):
         losses = [histories[i].mean_loss(window) for histories in per_seed]
         rows.append([label, lr, ", ".join(f"{k}={v}" for k, v in extra.items()) or "-", mean_pm_sd(losses),
-                     mean_pm_sd(finals[i]), " / ".join(f"{v:.3f}" for v in finals[i]),
+                     mean_pm_sd(finals[i]), per_seed_cell(finals[i]),
                      f"{sum(h[i].seconds for h in per_seed) / len(per_seed):.0f}"])
     sgd = [i for i, label in enumerate(labels) if label.startswith("SGD lr")]
     tuned = max(sgd, key=lambda i: means[i][0])

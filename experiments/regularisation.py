@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments._common import cli, mean_pm_sd, mean_sd, pyplot, save_figure, seed_all, seeds_for, write_table
+from experiments._common import (cli, mean_pm_sd, mean_sd, per_seed_cell, pyplot, save_figure, seed_all, seeds_for,
+                                 write_table)
 from experiments._ner import Budget, NERData, budget_for
 
 NAME = "regularisation"
@@ -76,7 +77,7 @@ def run(out: Path, quick: bool = False, seed: int = 0) -> list[Path]:
                  f"hidden layer {HIDDEN[0]}, {budget.epochs} epochs", fontsize=10)
     written = [save_figure(fig, out, f"{NAME}.png")]
     rows = [[sweep, lam, p, mean_pm_sd(stat((lam, p), "train_f1")), mean_pm_sd(stat((lam, p), "dev_f1")),
-             mean_pm_sd(gap((lam, p))), " / ".join(f"{v:.3f}" for v in stat((lam, p), "dev_f1"))]
+             mean_pm_sd(gap((lam, p))), per_seed_cell(stat((lam, p), "dev_f1"))]
             for sweep, lam, p in plan]
     written.append(write_table(
         out, f"{NAME}.md", "Regularisation: L2 and dropout sweeps on window NER",

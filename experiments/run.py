@@ -35,6 +35,8 @@ EXPERIMENTS = (
     "xavier_training",
     "adaptive_steps",
     "gradient_cost",
+    "fan_in_lr",
+    "delta_reuse",
 )
 
 

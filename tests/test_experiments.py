@@ -42,8 +42,9 @@ def first_cells(path: Path) -> list[str]:
 
 def expected_first_cells(name: str) -> list[str]:
     """What the first column of each experiment's table must list."""
-    from experiments import (activations, adaptive_steps, decision_boundary, initialisation, learning_rates,
-                             margin_scaling, ner_activations, objectives, optimizers, preprocessing, schedules)
+    from experiments import (activations, adaptive_steps, decision_boundary, fan_in_lr, initialisation,
+                             learning_rates, margin_scaling, ner_activations, objectives, optimizers, preprocessing,
+                             schedules)
 
     return {
         "activations": [a[0] for a in activations.ACTIVATIONS],
@@ -64,6 +65,8 @@ def expected_first_cells(name: str) -> list[str]:
         "xavier_training": [a for a in initialisation.ACTIVATIONS for _ in initialisation.INITS],
         "adaptive_steps": list(adaptive_steps.OPTIMIZERS),
         "gradient_cost": ["2", "4", "8"],
+        "fan_in_lr": [s for s in fan_in_lr.SCHEMES for _ in range(2)],  # quick: two rates per scheme
+        "delta_reuse": ["1", "2", "4"],
     }[name]
 
 
@@ -139,6 +142,43 @@ def test_learning_rate_sweep_finds_divergence_and_crawling(quick_results: Path):
     assert verdicts["30"] == "diverged"
     assert verdicts["0.0001"] == "crawling"
     assert "tuned" in verdicts.values()
+
+
+@pytest.mark.slow
+def test_reusing_delta_takes_2L_minus_1_products_recomputing_takes_L_L_plus_1_over_2(quick_results: Path):
+    for row in table_rows(quick_results / "delta_reuse.md"):
+        depth = int(row[0])
+        assert (int(row[1]), int(row[2])) == (2 * depth - 1, depth * (depth + 1) // 2), row
+        assert int(row[3]) == int(row[4]) == 2 * depth - 1, row  # our backward reuses delta, as written out
+        assert int(row[5]) == depth * (depth + 1) // 2, row  # the naive chain rule per layer
+        assert float(row[12]) < 1e-12, row  # and all three give the same weight gradients
+
+
+def test_fan_in_groups_scale_each_layer_by_its_fan_in():
+    import math
+
+    import torch
+
+    from cs224n_nn import nn
+    from experiments import fan_in_lr
+    from experiments._common import mlp
+
+    model = mlp(fan_in_lr.SIZES, nn.Tanh)
+    groups = fan_in_lr.fan_in_groups(model, 0.5)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [g["lr"] for g in groups] == pytest.approx([0.5 / math.sqrt(n) for n in fan_in_lr.SIZES[:-1]])
+    for group, linear in zip(groups, linears):
+        assert [id(p) for p in group["params"]] == [id(linear.weight), id(linear.bias)]
+    # our SGD takes the groups: one step moves each layer by its own rate times its gradient
+    from cs224n_nn import optim
+
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = optim.SGD(groups, lr=0.5)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    for (after, old), linear in zip(zip(model.parameters(), before), [l for l in linears for _ in range(2)]):
+        assert torch.allclose(old - after, torch.full_like(old, 0.5 / math.sqrt(linear.weight.shape[1])))
 
 
 @pytest.mark.slow
@@ -241,3 +281,12 @@ def test_a_failed_write_leaves_the_old_table_and_no_temporary(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["t.md"]
     replace_atomically(table, lambda temporary: temporary.write_text("new"))
     assert table.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
+
+
+@pytest.mark.parametrize("name", ["optimizers", "regularisation", "ner_activations", "objectives", "notes_objective",
+                                  "dead_units", "learning_rates", "margin_scaling", "xavier_training", "fan_in_lr"])
+def test_committed_results_of_multi_seed_experiments_are_over_three_seeds(name: str):
+    """The README reads these tables as means ± sd over 3 seeds: a table regenerated from fewer fails here."""
+    text = (ROOT / "experiments" / "results" / f"{name}.md").read_text()
+    assert "3 seed(s)" in text, name
+    assert "(full mode, seed 0," in text, name  # a full run, not a quick one
