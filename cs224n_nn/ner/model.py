@@ -13,7 +13,7 @@ decides where it runs (no device or loop code here).
 
 The module's state is its network's: its ``state_dict()`` carries the
 network's own keys, which are the checkpoint file's (format and safe loading:
-:mod:`cs224n_nn.ner.checkpoints`; :func:`load_window_ner` is re-exported
+:mod:`cs224n_nn.ner.checkpoint_format`; :func:`load_window_ner` is re-exported
 here).  The token confusion matrix CSV is written by the
 :class:`~cs224n_nn.ner.callbacks.ConfusionMatrixCSV` callback.
 """
@@ -29,7 +29,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cs224n_nn import optim as coptim
 from cs224n_nn.errors import CS224nError, ConfigError
-from cs224n_nn.ner.checkpoints import (
+from cs224n_nn.ner.checkpoint_format import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_KEY,
     READABLE_FORMATS,

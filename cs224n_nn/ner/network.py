@@ -21,7 +21,7 @@ This module holds what a trained model *is*: :class:`WindowNERNetwork`
 :class:`WordEmbedding` and :class:`WindowClassifier`, and the option names
 the network takes.  How it is trained (optimizer, schedule, L2 penalty,
 logging, the Lightning hooks) is :mod:`cs224n_nn.ner.model`; the checkpoint
-file format is :mod:`cs224n_nn.ner.checkpoints`.
+file format is :mod:`cs224n_nn.ner.checkpoint_format`.
 """
 
 from __future__ import annotations
