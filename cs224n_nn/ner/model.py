@@ -38,14 +38,17 @@ from cs224n_nn.ner.checkpoint_format import (
 )
 from cs224n_nn.ner.features import WindowEncoder
 from cs224n_nn.ner.metrics import EntityF1
-from cs224n_nn.ner.network import (
+from cs224n_nn.ner.network import (  # the network's names, importable from here as before the split
     ACTIVATIONS,
     DECODERS,
+    DEFAULT_AFFIX_DIM,
+    DEFAULT_DIMS,
     FORBIDDEN_SCORE,
     LOSSES,
     SPARSE_MIN_ROWS,
     WindowClassifier,
     WindowNERNetwork,
+    WORD_VECTORS,
     WordEmbedding,
     check_number,
     choose,

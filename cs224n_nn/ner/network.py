@@ -248,9 +248,8 @@ class WindowNERNetwork(torch.nn.Module):
             self.loss_fn = None
             self.crf = cnn.CRF(len(self.encoder.tags))
         else:
-            self.loss_fn = (
-                cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy" else cnn.MultiClassMaxMarginLoss(margin=margin)
-            )
+            self.loss_fn = (cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy"
+                            else cnn.MultiClassMaxMarginLoss(margin=margin))
 
         start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
         # Buffers follow the module to its device; not persistent: they derive from the tags.
