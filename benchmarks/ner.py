@@ -133,8 +133,9 @@ def native_twin(ours):
     twin = copy.deepcopy(ours)
     # A fused Dense layer f(x W^T + b) with dropout has no single torch.nn twin:
     # it becomes Linear (the same weights), the activation, Dropout.
-    layers = twin.classifier
-    twin.classifier = torch.nn.Sequential(*(dense_twin(layer) if isinstance(layer, Dense) else layer for layer in layers))
+    network = getattr(twin, "network", twin)  # a WindowNERModule holds a WindowNERNetwork
+    network.classifier = torch.nn.Sequential(*(dense_twin(layer) if isinstance(layer, Dense) else layer
+                                               for layer in network.classifier))
     for module in twin.modules():
         if type(module).__module__ == "cs224n_nn.nn":
             module.__class__ = torch_nn_base(type(module))

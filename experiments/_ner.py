@@ -205,7 +205,7 @@ class NERData:
             limit_train_batches=budget.limit_train_batches,
             val_check_interval=max(1, per_epoch // budget.validations_per_epoch),
             check_val_every_n_epoch=None if budget.validations_per_epoch > 1 else 1,
-            default_root_dir=str(self.folder),  # the model writes confusion matrices to the log folder
+            default_root_dir=str(self.folder),  # Lightning's working folder for this run (no logger: no files)
             callbacks=[_Recorder(history, per_epoch * budget.epochs, tag)],
         )
         start = time.perf_counter()

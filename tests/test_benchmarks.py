@@ -199,9 +199,9 @@ def test_ner_twins_match_ours_table_by_table(monkeypatch):
     # With every table large enough to be lazy, the same-computation twin keeps
     # the same tables sparse and trains them with torch's SparseAdam; the dense
     # twin makes every table dense under one fused Adam.
-    from cs224n_nn.ner import model as model_module
+    from cs224n_nn.ner import network as network_module
 
-    monkeypatch.setattr(model_module, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(network_module, "SPARSE_MIN_ROWS", 1)
     ner = run.ner
     data = ner.load_data(ner.SAMPLE, batch_size=16, n_batches=1)
     ours, loss_fn, _ = ner.build_ours(data)

@@ -43,10 +43,10 @@ def sentence_batch(encoder, sentences):
 def test_loss_is_the_crf_nll_of_the_tag_scores_with_forbidden_moves_masked(encoder):
     model = crf_model(encoder)
     assert model.trains_on_sentences
-    start, trans, end = model.crf_scores()
-    assert (trans[~model.allowed_trans] == FORBIDDEN_SCORE).all()
-    assert torch.equal(trans[model.allowed_trans], model.crf.transitions[model.allowed_trans])
-    assert (start[~model.allowed_start] == FORBIDDEN_SCORE).all() and (end[~model.allowed_end] == FORBIDDEN_SCORE).all()
+    start, trans, end = model.network.crf_scores()
+    assert (trans[~model.network.allowed_trans] == FORBIDDEN_SCORE).all()
+    assert torch.equal(trans[model.network.allowed_trans], model.network.crf.transitions[model.network.allowed_trans])
+    assert (start[~model.network.allowed_start] == FORBIDDEN_SCORE).all() and (end[~model.network.allowed_end] == FORBIDDEN_SCORE).all()
     batch = sentence_batch(encoder, TRAIN)
     scores = model(batch["windows"])
     loss = model.objective(scores, batch["tags"], batch["lengths"])
@@ -58,10 +58,10 @@ def test_loss_is_the_crf_nll_of_the_tag_scores_with_forbidden_moves_masked(encod
         at += n
     torch.testing.assert_close(loss, torch.stack(by_hand).mean())
     loss.backward()
-    grad = model.crf.transitions.grad
-    assert grad[model.allowed_trans].abs().sum() > 0  # learned jointly with the network
-    assert (grad[~model.allowed_trans] == 0).all()  # forbidden moves stay forbidden
-    assert model.classifier[0].weight.grad.abs().sum() > 0
+    grad = model.network.crf.transitions.grad
+    assert grad[model.network.allowed_trans].abs().sum() > 0  # learned jointly with the network
+    assert (grad[~model.network.allowed_trans] == 0).all()  # forbidden moves stay forbidden
+    assert model.network.classifier[0].weight.grad.abs().sum() > 0
 
 
 def test_window_batches_are_refused_with_the_option_to_fix(encoder):
@@ -74,12 +74,12 @@ def test_window_batches_are_refused_with_the_option_to_fix(encoder):
 def test_decoding_uses_the_learned_transitions(encoder):
     model = crf_model(encoder).eval()
     with torch.no_grad():
-        model.crf.transitions.normal_(0, 3)
-        model.crf.start_transitions.normal_(0, 3)
-        model.crf.end_transitions.normal_(0, 3)
+        model.network.crf.transitions.normal_(0, 3)
+        model.network.crf.start_transitions.normal_(0, 3)
+        model.network.crf.end_transitions.normal_(0, 3)
     batch = sentence_batch(encoder, TRAIN)
     scores = model(batch["windows"]).detach()
-    start, trans, end = model.crf_scores()
+    start, trans, end = model.network.crf_scores()
     ids = model.decode_ids(scores, batch["lengths"])
     at = 0
     for n in batch["lengths"].tolist():
@@ -105,7 +105,7 @@ def test_sample_corpus_training_checkpoint_round_trip_and_predict(tmp_path):
                             lr=0.01, dropout=0.1)
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=30, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    before = model.crf.transitions.detach().clone()
+    before = model.network.crf.transitions.detach().clone()
     trainer.fit(model, datamodule=data)
     # training batches were whole sentences, grouped to about batch_size tokens
     loader = data.train_dataloader()
@@ -113,14 +113,14 @@ def test_sample_corpus_training_checkpoint_round_trip_and_predict(tmp_path):
     assert "lengths" in batch and batch["lengths"].sum() == batch["tags"].numel()
     tokens = sum(len(s) for s in read_conll(SAMPLE_FILES["train"]))
     assert loader.batch_size == round(64 * len(data.datasets["train"]) / tokens)
-    assert not torch.equal(model.crf.transitions.detach(), before)
+    assert not torch.equal(model.network.crf.transitions.detach(), before)
     f1 = trainer.callback_metrics["val/f1"]
     assert f1 > 0.3  # 30 steps on the sample corpus already find entities
     path = tmp_path / "crf.ckpt"
     trainer.save_checkpoint(path)
     loaded = load_window_ner(path)
     assert loaded.loss_name == "sentence_ll"
-    torch.testing.assert_close(loaded.crf.transitions, model.crf.transitions)
+    torch.testing.assert_close(loaded.network.crf.transitions, model.network.crf.transitions)
     sentences = read_conll(SAMPLE_FILES["val"])[:40]
     model.eval()
     assert tag_sentences(loaded, sentences) == tag_sentences(model, sentences)

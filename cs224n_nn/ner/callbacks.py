@@ -32,20 +32,31 @@
     after the backward pass, before clipping and the optimizer step, and
     stops with :class:`~cs224n_nn.ner.model.NonFiniteLossError` naming the
     global step and the first bad parameter.
+
+:class:`ConfusionMatrixCSV`
+    Writes ``val_confusion.csv`` (and ``test_confusion.csv`` after a test
+    run): the token confusion matrix of the last evaluation, gold tags as
+    rows, predicted tags as columns, beside the logger's files.  The
+    training command adds it; a Trainer without a logger writes nothing.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import random
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from cs224n_nn.ner.atomic import atomic_write
 from cs224n_nn.ner.model import NonFiniteLossError
 
-__all__ = ["BestAndLastCheckpoint", "EpochTrainingLoss", "NonFiniteGradientStop", "RNGStateCheckpoint"]
+__all__ = ["BestAndLastCheckpoint", "ConfusionMatrixCSV", "EpochTrainingLoss", "NonFiniteGradientStop",
+           "RNGStateCheckpoint"]
 
 
 class RNGStateCheckpoint(pl.Callback):
@@ -177,3 +188,63 @@ class EpochTrainingLoss(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._count:
             pl_module.log("train/loss_epoch", self._sum / self._count, on_step=False, on_epoch=True, sync_dist=True)
+
+
+class ConfusionMatrixCSV(pl.Callback):
+    """Save the token confusion matrix of each validation (and test) as ``{stage}_confusion.csv`` in the log folder.
+
+    Rows are gold tags, columns predicted tags, in the order of
+    ``pl_module.encoder.tags``; the predictions are what the module's
+    ``validation_step`` / ``test_step`` return (tag ids ``[N]`` for
+    ``batch["tags"]``).  Counts are summed over processes under DDP (the
+    metric's ``compute()``) and rank 0 writes the file, replacing the
+    previous epoch's atomically.  Nothing is written during the sanity check
+    or when the Trainer has no logger (``cs224n-nn evaluate``: no log folder,
+    and the working directory is not one).
+    """
+
+    def __init__(self) -> None:
+        self._matrix: MulticlassConfusionMatrix | None = None
+
+    def _start(self, pl_module: pl.LightningModule) -> None:
+        self._matrix = MulticlassConfusionMatrix(num_classes=len(pl_module.encoder.tags)).to(pl_module.device)
+
+    def _update(self, outputs, batch) -> None:
+        if self._matrix is not None and isinstance(outputs, torch.Tensor):
+            self._matrix.update(outputs, batch["tags"])
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        matrix, self._matrix = self._matrix, None
+        if matrix is None or trainer.logger is None or trainer.sanity_checking:
+            return
+        counts = matrix.compute()  # a collective under DDP: every rank computes
+        # Under DDP, trainer.log_dir is a collective too (rank 0 broadcasts it):
+        # every rank must read it, or rank 0 waits for the others forever.
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        os.makedirs(log_dir, exist_ok=True)
+        tags = pl_module.encoder.tags
+        with atomic_write(os.path.join(log_dir, f"{stage}_confusion.csv"), "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["gold \\ predicted", *tags])
+            for tag, row in zip(tags, counts.tolist()):
+                out.writerow([tag, *row])
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module, "val")
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(outputs, batch)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module, "test")

@@ -413,7 +413,7 @@ def _train(cli) -> int:
     from lightning_fabric.utilities.exceptions import MisconfigurationException
     from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-    from cs224n_nn.ner.callbacks import EpochTrainingLoss
+    from cs224n_nn.ner.callbacks import ConfusionMatrixCSV, EpochTrainingLoss
     from cs224n_nn.ner.checkpoints import AtomicCheckpointIO
 
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
@@ -421,7 +421,7 @@ def _train(cli) -> int:
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the user chose
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     meter = _throughput_meter()
-    trainer.callbacks.extend([meter, EpochTrainingLoss()])
+    trainer.callbacks.extend([meter, EpochTrainingLoss(), ConfusionMatrixCSV()])
     if trainer.is_global_zero:
         encoder = data.encoder
         print(f"entity types in {data.train_path}: {', '.join(encoder.entity_types) or '(none)'}", flush=True)
