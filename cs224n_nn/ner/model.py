@@ -530,7 +530,7 @@ class WindowNERModule(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[list[str]]:
         """Tags (in the data's own scheme) for each sentence of the batch."""
         ids = self.decode_ids(self(batch["windows"]), batch["lengths"])
-        return [self.encoder.decode_tags(chunk.tolist()) for chunk in torch.split(ids, batch["lengths"].tolist())]
+        return self.encoder.decode_batch(ids, batch["lengths"])
 
     def sparse_tables(self) -> list[cnn.Embedding]:
         """The embedding tables that take sparse gradients when lazy updates are on."""
