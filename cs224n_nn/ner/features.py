@@ -215,6 +215,11 @@ class WindowEncoder:
         """Positions per window, ``2 * half_width + 1``."""
         return 2 * self.half_width + 1
 
+    def clear_memo(self) -> None:
+        """Forget the remembered token ids and the conversion table (the state of a freshly loaded encoder)."""
+        self._ids_of.clear()
+        self._conversion = None
+
     def token_ids(self, token: str) -> tuple[int, ...]:
         """The id of ``token`` in every feature vocabulary, in feature order (memoised)."""
         ids = self._ids_of.get(token)
