@@ -35,6 +35,7 @@ plain Python types, so a checkpoint loads with ``weights_only=True``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -345,19 +346,14 @@ class WindowEncoder:
         scheme between neighbours ``a`` and ``c`` (id ``K``: no neighbour), read off :func:`convert_tags`."""
         if self._conversion is None:
             k = len(self.tags)
-            names: list[str] = []
-            number: dict[str, int] = {}
-            table = torch.empty(k + 1, k, k + 1, dtype=torch.long)
-            for a in range(k + 1):
-                for b in range(k):
-                    for c in range(k + 1):
-                        left = [self.tags[a]] if a < k else []
-                        right = [self.tags[c]] if c < k else []
-                        tag = convert_tags([*left, self.tags[b], *right], self.scheme, self.source_scheme)[len(left)]
-                        table[a, b, c] = number.setdefault(tag, len(names))
-                        if len(number) > len(names):
-                            names.append(tag)
-            self._conversion = (table, names)
+            number: dict[str, int] = {}  # converted tag -> its index in names (first seen first)
+            flat = []
+            for a, b, c in itertools.product(range(k + 1), range(k), range(k + 1)):
+                left = [self.tags[a]] if a < k else []
+                right = [self.tags[c]] if c < k else []
+                tag = convert_tags([*left, self.tags[b], *right], self.scheme, self.source_scheme)[len(left)]
+                flat.append(number.setdefault(tag, len(number)))
+            self._conversion = (torch.tensor(flat, dtype=torch.long).reshape(k + 1, k, k + 1), list(number))
         return self._conversion
 
     # -- checkpoints ------------------------------------------------------
