@@ -54,20 +54,25 @@ def configure_threads(threads: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class Target:
-    """A bound on the ratio ours / native, e.g. ``Target("<=", 1.2)``."""
+    """A bound on the ratio ours / native, e.g. ``Target("<=", 1.2)``; with a ``unit``, on our figure itself.
+
+    ``Target(">=", 20_000, unit="tokens/s")`` is an absolute target, for a row
+    with no native twin (issue 14's prediction throughput).
+    """
 
     op: str
     bound: float
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if self.op not in ("<=", ">="):
             raise ValueError(f"Target op must be '<=' or '>=', got {self.op!r}")
 
-    def met(self, ratio: float) -> bool:
-        return ratio <= self.bound if self.op == "<=" else ratio >= self.bound
+    def met(self, value: float) -> bool:
+        return value <= self.bound if self.op == "<=" else value >= self.bound
 
     def __str__(self) -> str:
-        return f"{self.op} {self.bound:g}"
+        return f"{self.op} {self.bound:,.0f} {self.unit}" if self.unit else f"{self.op} {self.bound:g}"
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,13 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        if self.target is None or self.ratio is None:
+        if self.target is None:
             return None
-        return self.target.met(self.ratio)
+        if self.target.unit:  # an absolute target bounds our own figure, in the row's unit
+            if self.target.unit != self.unit:
+                raise ValueError(f"row {self.piece!r} is in {self.unit}, its target in {self.target.unit}")
+            return self.target.met(self.ours)
+        return None if self.ratio is None else self.target.met(self.ratio)
 
 
 def _run(fn: Callable[[], object], number: int) -> float:

@@ -4,7 +4,9 @@
     python -m benchmarks.run --full          every size; writes BENCHMARKS.md
     python -m benchmarks.run --only activations,optimizers
 
-Groups: activations, layers, optimizers (alias optim), gradcheck, ner. Every
+Groups: activations, layers, optimizers (alias optim), gradcheck, decode
+(alias predict: ``cs224n-nn predict`` throughput on one core against issue
+14's absolute target, no native twin; benchmarks/decode.py), ner. Every
 ratio is ours / native, the median of per-run ratios over interleaved runs
 (see benchmarks/_timing.py); rows that miss an issue-5 target are profiled
 with torch.profiler and the top operators of both sides are written out.
@@ -25,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from benchmarks import activations, gradcheck_time, layers, ner, optimizers
+from benchmarks import activations, decode, gradcheck_time, layers, ner, optimizers
 from benchmarks._timing import MIN_RUNS, Context, Row, Timing, configure_threads, machine_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +40,17 @@ GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "layers": layers.rows,
     "optimizers": optimizers.rows,
     "gradcheck": gradcheck_time.rows,
+    "decode": decode.rows,
     "ner": ner.rows,
 }
-ALIASES = {"optim": "optimizers", "activation": "activations", "layer": "layers"}
+ALIASES = {"optim": "optimizers", "activation": "activations", "layer": "layers", "predict": "decode"}
 
 TITLES = {
     "activations": "Activations, forward + backward",
     "layers": "Affine, Embedding, losses, Dropout and the fused layers (forward + backward)",
     "optimizers": "Optimizer step",
     "gradcheck": "Gradient-check suite",
+    "decode": "Prediction throughput (`cs224n-nn predict`, one core)",
     "ner": "Window NER training loop",
 }
 
@@ -239,7 +243,9 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
         "repeating the call until it lasts the minimum run time; the ratio column is the median over "
         "the runs of ours / native per-call time (for throughput, ours / native tokens per second); "
         "the ours and native columns are the medians of the per-call times. "
-        "Targets are the performance issues' (5 and 13); a row without a target has none there."
+        "Targets are the performance issues' (5, 13 and 14); a row without a target has none there. "
+        "Rows without a native twin (gradcheck, decode) give our figure alone; the decode rows' target "
+        "bounds that figure itself (tokens/s on one thread, the best of the runs)."
         + (f" The before column is the ratio of the same row in {meta['before']} ('new': no such row then)."
            if before is not None else ""),
         "",

@@ -67,6 +67,21 @@ def test_throughput_rows_invert_the_time_ratio(monkeypatch):
     assert row.met is False
 
 
+def test_an_absolute_target_bounds_our_own_figure():
+    target = Target(">=", 20_000, unit="tokens/s")
+    assert str(target) == ">= 20,000 tokens/s"
+    row = Row(group="decode", piece="predict throughput", setting="s", native_name="(none)", ours=25_000.0,
+              native=None, ratio=None, unit="tokens/s", target=target)
+    assert row.met is True
+    row.ours = 19_999.0
+    assert row.met is False
+    assert "| predict throughput | s | `(none)` | 19,999 tokens/s | - | - | >= 20,000 tokens/s | **MISSED** |" in \
+        "\n".join(run.table([row]))
+    row.unit = "s"
+    with pytest.raises(ValueError, match="tokens/s"):
+        row.met
+
+
 def test_targets_and_timing_reject_bad_values():
     assert Target("<=", 1.2).met(1.2) and not Target("<=", 1.2).met(1.21)
     assert Target(">=", 0.95).met(1.0) and not Target(">=", 0.95).met(0.9)
@@ -123,14 +138,19 @@ def test_every_piece_has_its_row(tiny_rows):
         assert (f"torch.optim.{torch_name}(fused)" in natives) == run.optimizers.torch_has_fused(torch_name)
     assert {r.piece for r in rows if r.group == "ner"} >= {"training throughput", "peak memory (training)"}
     assert [r.piece for r in rows if r.group == "gradcheck"] == ["check_all()"]
+    decode_rows = [(r.piece, r.setting.split(",")[0]) for r in rows if r.group == "decode"]
+    assert decode_rows == [(piece, loss) for loss in run.decode.LOSSES
+                           for piece in ("predict throughput", "predict, the text as one line")]
 
 
 def test_figures_are_positive_and_finite(tiny_rows):
     rows, _ = tiny_rows
     for r in rows:
         assert math.isfinite(r.ours) and r.ours > 0, r
-        if r.group == "gradcheck":
-            assert r.ratio is None and r.met is None  # no native twin to divide by
+        if r.group in ("gradcheck", "decode"):
+            assert r.native is None and r.ratio is None  # no native twin to divide by
+            # decode's target bounds our own figure (tokens/s), the others have none
+            assert r.met == (None if r.target is None else r.target.met(r.ours)), r
             continue
         assert math.isfinite(r.native) and r.native > 0, r
         assert math.isfinite(r.ratio) and r.ratio > 0, r
@@ -149,6 +169,10 @@ def test_targets_follow_the_issue(tiny_rows):
                     "peak RSS (whole process)": None}
         if r.group == "ner":
             assert r.target == expected[r.piece]
+        if r.group == "decode":
+            # issue 14: predict at >= 20,000 tokens/s on one core, for text in sentences
+            assert r.target == (Target(">=", 20_000, unit="tokens/s") if r.piece == "predict throughput" else None)
+            assert r.setting.endswith("1 thread") and r.unit == "tokens/s"
     assert run.activations.target_for(1 << 10) is None
     assert run.activations.target_for(1 << 16) == Target("<=", 2.0)
     assert run.activations.target_for(1 << 20) == run.activations.target_for(1 << 24) == Target("<=", 1.2)
@@ -185,6 +209,25 @@ def test_main_writes_the_report(tmp_path, capsys):
     assert "--tiny --only activations" in text and "torch threads" in text and torch.__version__ in text
     assert text.count("| sigmoid |") == 1
     assert "torch thread(s)" in capsys.readouterr().out
+
+
+def test_the_report_has_the_prediction_throughput_section(tmp_path, capsys):
+    out = tmp_path / "B.md"
+    assert run.main(["--tiny", "--only", "predict", "--threads", "1", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "## Prediction throughput (`cs224n-nn predict`, one core)" in text
+    assert text.count("| predict throughput | ") == 2 and text.count(">= 20,000 tokens/s |") == 2
+    assert "tokens per CPU second" in text and "Targets: " in text
+
+
+def test_the_decode_script_runs_on_the_sample_without_conll(tmp_path, capsys):
+    from benchmarks import decode
+
+    assert decode.main(["--tokens", "300", "--repeats", "1", "--conll-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "the packaged sample corpus" in printed and "300 tokens" in printed
+    for loss in decode.LOSSES:
+        assert f"{loss}: predict " in printed and f"{loss}: the same tokens as one 300-token line" in printed
 
 
 @pytest.mark.parametrize("argv", [["--runs", "3"], ["--only", "nothing"], ["--full", "--tiny"], ["--threads", "0"]])

@@ -302,7 +302,10 @@ def viterbi_decode(emissions, transitions, start_transitions, end_transitions, m
     The sentences are sorted longest first, so step ``t`` works on the rows
     still running, ``delta[:n_t]`` (``n_t`` sentences longer than ``t``): a
     batch costs ``sum(lengths) K^2``, not ``B T_max K^2`` (a batch of news
-    sentences is mostly padding), and no step needs a ``where``.
+    sentences is mostly padding), and no step needs a ``where``.  The rows of
+    the sentences that have ended get the identity as back-pointers
+    (``k -> k``), so the backtracking is one ``gather`` per step over the
+    whole batch and keeps an ended sentence's last tag.
     """
     with torch.no_grad():
         b, t_max, k = emissions.shape
@@ -311,9 +314,10 @@ def viterbi_decode(emissions, transitions, start_transitions, end_transitions, m
         emissions = emissions[order]
         # running[t] = number of sentences longer than t (the first rows, once sorted)
         running = torch.searchsorted(-lengths, -torch.arange(t_max, device=emissions.device)).tolist()
+        identity = torch.arange(k, device=emissions.device).expand(b, k)
         steps = emissions.unbind(1)
         score = start_transitions + steps[0]
-        pointers = []
+        pointers = []  # pointers[t - 1][s, j]: the best tag before tag j at step t, [B, K]
         for t in range(1, t_max):
             n = running[t]
             if n == b:  # every sentence still running (one long line: every step): no slicing
@@ -322,18 +326,14 @@ def viterbi_decode(emissions, transitions, start_transitions, end_transitions, m
             else:
                 best, arg = (score[:n].unsqueeze(2) + transitions).max(dim=1)
                 score[:n] = best + steps[t][:n]
-            pointers.append(arg.unsqueeze(2))
+                arg = torch.cat([arg, identity[n:]])
+            pointers.append(arg)
         last = (score + end_transitions).argmax(dim=1, keepdim=True)  # [B, 1]
         columns = [last]
-        for t in range(t_max - 1, 0, -1):
-            n = running[t]
-            if n == b:
-                last = pointers[t - 1].gather(1, last.unsqueeze(1)).squeeze(1)
-            else:
-                last = last.clone()
-                last[:n] = pointers[t - 1].gather(1, last[:n].unsqueeze(1)).squeeze(1)
+        for arg in reversed(pointers):
+            last = arg.gather(1, last)
             columns.append(last)
         path = torch.cat(columns[::-1], dim=1)
-        # Past its end a sentence kept its last tag (its rows were not updated): blank it.
+        # Past its end a sentence kept its last tag (identity pointers): blank it.
         path = path.masked_fill(torch.arange(t_max, device=path.device) >= lengths.unsqueeze(1), 0)
         return torch.empty_like(path).index_copy_(0, order, path)

@@ -62,15 +62,19 @@ def _exit_code(err: SystemExit) -> int:
 
 
 def tag_sentences(model, sentences: Sequence[Sentence]) -> list[list[str]]:
-    """Tags (in the data's scheme) of each sentence, with the model as it is (eval mode)."""
-    from cs224n_nn.ner.features import collate_sentences, encode_sentence
+    """Tags (in the data's scheme) of each sentence, with the model as it is (eval mode).
 
-    items = [encode_sentence(model.encoder, s, labeled=False) for s in sentences if len(s)]
-    if not items:
+    One pass per batch: the windows of all its sentences in one tensor
+    (:meth:`WindowEncoder.encode_batch`), one call of the network, one
+    Viterbi over the batch, one conversion back to the data's scheme
+    (:meth:`WindowEncoder.decode_batch`).  Empty sentences get ``[]``.
+    """
+    kept = [s for s in sentences if len(s)]
+    if not kept:
         return [[] for _ in sentences]
-    batch = collate_sentences(items)
     device = next(model.parameters()).device
-    batch["windows"], batch["lengths"] = batch["windows"].to(device), batch["lengths"].to(device)
+    batch = {"windows": model.encoder.encode_batch([s.tokens for s in kept]).to(device),
+             "lengths": torch.tensor([len(s) for s in kept], dtype=torch.long, device=device)}
     with torch.inference_mode():
         tagged = iter(model.predict_step(batch, 0))
     return [next(tagged) if len(s) else [] for s in sentences]

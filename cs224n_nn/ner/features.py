@@ -35,6 +35,7 @@ plain Python types, so a checkpoint loads with ``weights_only=True``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -154,6 +155,7 @@ class WindowEncoder:
         self._eos = [v.index(EOS) for v in self.vocabs.values()]
         self._bos_ids, self._eos_ids = tuple(self._bos), tuple(self._eos)
         self._ids_of: dict[str, tuple[int, ...]] = {}
+        self._conversion: tuple[torch.Tensor, list[str]] | None = None  # built by _conversion_table
 
     # -- construction -----------------------------------------------------
 
@@ -214,6 +216,11 @@ class WindowEncoder:
         """Positions per window, ``2 * half_width + 1``."""
         return 2 * self.half_width + 1
 
+    def clear_memo(self) -> None:
+        """Forget the remembered token ids and the conversion table (the state of a freshly loaded encoder)."""
+        self._ids_of.clear()
+        self._conversion = None
+
     def token_ids(self, token: str) -> tuple[int, ...]:
         """The id of ``token`` in every feature vocabulary, in feature order (memoised)."""
         ids = self._ids_of.get(token)
@@ -228,11 +235,41 @@ class WindowEncoder:
 
     def encode_tokens(self, tokens: Sequence[str]) -> torch.Tensor:
         """The windows of every token of one sentence: ``LongTensor[L, C, W]``."""
-        h = self.half_width
-        columns = [self._bos_ids] * h + [self.token_ids(t) for t in tokens] + [self._eos_ids] * h
-        ids = torch.tensor(columns, dtype=torch.long).T  # [C, L + 2h]
-        # unfold gives [C, L, W]: window j covers padded positions j .. j + 2h.
-        return ids.unfold(1, self.window, 1).transpose(0, 1).contiguous()
+        return self.encode_batch([tokens])
+
+    def encode_batch(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """The windows of every token of several sentences laid end to end: ``LongTensor[N, C, W]``.
+
+        The same windows as ``torch.cat([encode_tokens(s) for s in sentences])``,
+        built with one tensor for the whole batch: each sentence is padded
+        with ``h`` boundary columns on each side and the padded sentences are
+        laid end to end as rows of ``[M, C]`` ids (``M = N + 2h S``); window
+        ``w`` of the token at flat position ``n`` of sentence ``j`` is row
+        ``n + 2h j + w``.  The ids of a token come from :meth:`token_ids`
+        once per *distinct* token of the batch: the Python work per token is
+        one dictionary lookup.
+        """
+        h, width = self.half_width, self.window
+        # Row 0 holds the <s> ids, row 1 the </s> ids, row r >= 2 the (r-2)-th distinct token's.
+        rows: dict[str, int] = {}
+        row_of = rows.setdefault
+        index: list[int] = []
+        lengths: list[int] = []
+        for tokens in sentences:
+            index += [0] * h
+            # setdefault gives a new token the next free row, a seen one its row.
+            index += [row_of(t, len(rows) + 2) for t in tokens]
+            index += [1] * h
+            lengths.append(len(tokens))
+        n = sum(lengths)
+        if n == 0:
+            return torch.empty(0, len(self.features), width, dtype=torch.long)
+        table = torch.tensor([self._bos_ids, self._eos_ids, *map(self.token_ids, rows)], dtype=torch.long)
+        padded = table[torch.tensor(index, dtype=torch.long)]  # [M, C]
+        # unfold gives [M - 2h, C, W]: window i covers padded rows i .. i + 2h.
+        windows = padded.unfold(0, width, 1)
+        sentence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long))
+        return windows[torch.arange(n) + 2 * h * sentence]
 
     def encode_tags(self, tags: Sequence[str], *, where: str = "", lines: Sequence[int] = (),
                     path: str | None = None) -> torch.Tensor:
@@ -269,7 +306,55 @@ class WindowEncoder:
 
     def decode_tags(self, ids: Iterable[int]) -> list[str]:
         """Predicted ids -> tags in the *source* scheme (the data's own)."""
-        return convert_tags([self.tags[int(i)] for i in ids], self.scheme, self.source_scheme)
+        ids = torch.as_tensor([int(i) for i in ids], dtype=torch.long)
+        return self.decode_batch(ids, torch.tensor([ids.numel()]))[0]
+
+    def decode_batch(self, ids: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> list[list[str]]:
+        """:meth:`decode_tags` of every sentence of a batch: ids ``[N]`` laid end to end, ``lengths [S]``.
+
+        :func:`~cs224n_nn.ner.conll.convert_tags` reads a sentence's chunks and
+        writes them again; whether a token opens or closes a chunk depends only
+        on its own tag and its neighbours' (conlleval's rules, and IOB1's
+        ``B-`` on whether the previous token is of the same type), so the
+        converted tag of token ``t`` is a function of ``(y_{t-1}, y_t,
+        y_{t+1})``, ``None`` past the sentence's edges.  That function is
+        tabulated once from ``convert_tags`` itself on every such triple
+        (:meth:`_conversion_table`) and applied to the whole batch as one
+        tensor lookup.
+        """
+        table, names = self._conversion_table()
+        ids = torch.as_tensor(ids).reshape(-1).to("cpu", torch.long)
+        lengths = torch.as_tensor(lengths).reshape(-1).to("cpu", torch.long)
+        if ids.numel() != int(lengths.sum()):
+            raise ValueError(f"decode_batch: {ids.numel()} ids for sentence lengths summing to {int(lengths.sum())}")
+        k = len(self.tags)
+        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < k):
+            raise ValueError(f"decode_batch: tag ids must be in [0, {k}), got {int(ids.min())}..{int(ids.max())}")
+        ends = lengths.cumsum(0)
+        starts = ends - lengths
+        edge = torch.full((1,), k, dtype=torch.long)  # the "no neighbour" id
+        prev = torch.cat([edge, ids[:-1]])
+        after = torch.cat([ids[1:], edge])
+        full = lengths > 0
+        prev[starts[full]] = k
+        after[ends[full] - 1] = k
+        converted = list(map(names.__getitem__, table[prev, ids, after].tolist()))
+        return [converted[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+
+    def _conversion_table(self) -> tuple[torch.Tensor, list[str]]:
+        """``table [K+1, K, K+1]`` and ``names``: ``names[table[a, b, c]]`` is tag ``b`` converted to the source
+        scheme between neighbours ``a`` and ``c`` (id ``K``: no neighbour), read off :func:`convert_tags`."""
+        if self._conversion is None:
+            k = len(self.tags)
+            number: dict[str, int] = {}  # converted tag -> its index in names (first seen first)
+            flat = []
+            for a, b, c in itertools.product(range(k + 1), range(k), range(k + 1)):
+                left = [self.tags[a]] if a < k else []
+                right = [self.tags[c]] if c < k else []
+                tag = convert_tags([*left, self.tags[b], *right], self.scheme, self.source_scheme)[len(left)]
+                flat.append(number.setdefault(tag, len(number)))
+            self._conversion = (torch.tensor(flat, dtype=torch.long).reshape(k + 1, k, k + 1), list(number))
+        return self._conversion
 
     # -- checkpoints ------------------------------------------------------
 

@@ -372,7 +372,7 @@ class WindowNERNetwork(torch.nn.Module):
     def tag(self, batch: Mapping[str, torch.Tensor]) -> list[list[str]]:
         """Tags (in the data's own scheme) for each sentence of a batch of windows and lengths."""
         ids = self.decode_ids(self(batch["windows"]), batch["lengths"])
-        return [self.encoder.decode_tags(chunk.tolist()) for chunk in torch.split(ids, batch["lengths"].tolist())]
+        return self.encoder.decode_batch(ids, batch["lengths"])
 
     # -- sparse gradients -------------------------------------------------
 
