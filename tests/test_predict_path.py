@@ -161,7 +161,7 @@ def test_tag_sentences_equals_the_sentence_by_sentence_path(train, dev_sentences
         for p in model.parameters():
             p.mul_(4)
         if loss == "sentence_ll":
-            for p in model.crf.parameters():
+            for p in model.network.crf.parameters():
                 p.normal_(0, 2)
     sentences = edge_sentences(dev_sentences) + [Sentence.unlabeled(list(s.tokens)) for s in dev_sentences]
     expected = reference_tags(model, sentences)
