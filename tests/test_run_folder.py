@@ -151,3 +151,27 @@ def test_version_python_dash_m_and_license():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "Copyright (c) 2026 the cs224n-nn developers" in text
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_runs_started_together_in_one_folder_get_a_version_folder_each(tmp_path, monkeypatch):
+    # Two trainings started at the same moment (a seed sweep) both list the folder before
+    # either has written anything: the reservation, not the listing, decides.
+    from cs224n_nn.ner import commands
+
+    monkeypatch.setattr(commands, "_next_version", lambda root: 0)  # both saw an empty folder
+    root = str(tmp_path / "lightning_logs")
+    first, second = commands._reserve_version(root), commands._reserve_version(root)
+    assert (first, second) == ("version_0", "version_1")
+    assert sorted(os.listdir(root)) == ["version_0", "version_1"]
+
+
+def test_a_reserved_folder_of_a_failed_run_is_removed(tmp_path, monkeypatch):
+    from cs224n_nn.ner.commands import _make_cli, _remove_empty_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CS224N_NN_RUN_VERSION", "")
+    cli = _make_cli(["--config", "sample", *TINY])
+    assert cli.run_dir == os.path.join(".", "lightning_logs", "version_0") and os.path.isdir(cli.run_dir)
+    assert not cli.run_dir_existed  # reserved by this run, so it is this run's to clean up
+    _remove_empty_run(cli)
+    assert not os.path.exists(cli.run_dir)

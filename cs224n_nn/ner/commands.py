@@ -195,6 +195,23 @@ def _next_version(root: str) -> int:
     return max(found, default=-1) + 1
 
 
+def _reserve_version(root: str) -> str:
+    """The next free ``version_N`` under ``root``, created now.
+
+    Creating the folder is what claims it (``os.mkdir`` fails on a folder
+    that exists), so two runs started at the same moment in one directory
+    (a seed sweep) get two folders instead of sharing, and mixing, one.
+    """
+    os.makedirs(root, exist_ok=True)
+    number = _next_version(root)
+    while True:
+        try:
+            os.mkdir(os.path.join(root, f"version_{number}"))
+            return f"version_{number}"
+        except FileExistsError:  # taken since we listed the folder: try the next one
+            number += 1
+
+
 def _forced_checkpoint_state(checkpoint: dict, monitor: str) -> dict | None:
     """The saved state of the ``--checkpoint.*`` callback (the one monitoring ``monitor``)."""
     for key, state in (checkpoint.get("callbacks") or {}).items():
@@ -320,15 +337,19 @@ def _make_cli(argv: list[str]):
                 folder = os.path.dirname(os.path.normpath(stored_dir))
                 if os.path.realpath(os.path.dirname(folder)) == os.path.realpath(root) and os.path.isdir(folder):
                     version = os.path.basename(folder)
+            reserved = False
             if version is None:
-                version = os.environ.get(_RUN_VERSION_ENV) or f"version_{_next_version(root)}"
+                version = os.environ.get(_RUN_VERSION_ENV)
+            if not version:
+                version, reserved = _reserve_version(root), True
             os.environ[_RUN_VERSION_ENV] = version  # DDP ranks started later land in the same folder
             number = version[len("version_"):]
             for lg in ours:
                 # an int where it can be: Lightning's progress bar shows v_num=N then, not the name's tail
                 lg.init_args.version = int(number) if version.startswith("version_") and number.isdigit() else version
             self.run_dir = os.path.join(root, version)
-            self.run_dir_existed = os.path.isdir(self.run_dir)
+            # a folder this run reserved is its own: a failed run removes it again (_remove_empty_run)
+            self.run_dir_existed = not reserved and os.path.isdir(self.run_dir)
 
     with warnings.catch_warnings():
         # Lightning warns whenever args= and sys.argv are both non-empty, which is
