@@ -111,7 +111,10 @@ def test_two_default_loggers_share_one_version_folder(tmp_path, monkeypatch):
 def test_ctrl_c_ends_with_the_last_checkpoint_path(tmp_path):
     (tmp_path / "cb.yaml").write_text("trainer:\n  callbacks:\n    - class_path: run_helpers.SignalAtStep\n"
                                       f"      init_args: {{step: 12, signum: {int(signal.SIGINT)}}}\n")
-    done = cs224n_nn("train", "--config", "sample", "--config", "cb.yaml", *TINY, cwd=tmp_path)
+    # The child gets SIGINT's default disposition, as in a terminal: a test run started in the
+    # background of a non-interactive shell ignores SIGINT, and a child would inherit that.
+    done = cs224n_nn("train", "--config", "sample", "--config", "cb.yaml", *TINY, cwd=tmp_path,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert done.returncode == 130, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert "last checkpoint: ./lightning_logs/version_0/checkpoints/last.ckpt" in done.stderr

@@ -195,6 +195,9 @@ def _next_version(root: str) -> int:
     return max(found, default=-1) + 1
 
 
+_reserved: list[str] = []  # version folders this process created for a run (see _release_reserved)
+
+
 def _reserve_version(root: str) -> str:
     """The next free ``version_N`` under ``root``, created now.
 
@@ -207,9 +210,20 @@ def _reserve_version(root: str) -> str:
     while True:
         try:
             os.mkdir(os.path.join(root, f"version_{number}"))
-            return f"version_{number}"
         except FileExistsError:  # taken since we listed the folder: try the next one
             number += 1
+            continue
+        _reserved.append(os.path.join(root, f"version_{number}"))
+        return f"version_{number}"
+
+
+def _release_reserved() -> None:
+    """Remove the still-empty folders reserved for a run that failed while being set up."""
+    while _reserved:
+        try:
+            os.rmdir(_reserved.pop())  # only an empty folder: nothing written is ever deleted
+        except OSError:
+            pass
 
 
 def _forced_checkpoint_state(checkpoint: dict, monitor: str) -> dict | None:
@@ -415,16 +429,21 @@ def train(argv: list[str]) -> int:
     ``best checkpoint: PATH``.
     """
     _quiet_training()
+    _reserved.clear()
     try:
         cli = _make_cli(list(argv))
     except SystemExit as e:  # --help / --print_config
+        _release_reserved()
         return _exit_code(e)
     except _UsageError as e:
+        _release_reserved()
         print(f"cs224n-nn train: error: {e}\n{TRAIN_USAGE}", file=sys.stderr)
         return 2
     except BaseException:
+        _release_reserved()
         os.environ.pop(_RUN_VERSION_ENV, None)
         raise
+    _reserved.clear()  # the run owns its folder now; _remove_empty_run cleans up after a failure
     try:
         return _train(cli)
     except BaseException:
