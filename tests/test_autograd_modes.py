@@ -24,7 +24,7 @@ from torch.func import hessian, jacfwd, jacrev, jvp
 
 import cs224n_nn.functional as F
 from cs224n_nn import autograd as A
-from cs224n_nn.autograd import _compiled_chain, _function, _private, _validate
+from cs224n_nn.autograd import _compiled_chain, _function, _plain, _private, _validate
 
 D = torch.float64
 GEN = torch.Generator().manual_seed(11)
@@ -283,7 +283,7 @@ def test_functorch_symbols_are_not_looked_up_at_import():
     import ast
     from pathlib import Path
 
-    for module in (_function, _validate, _private, _compiled_chain):
+    for module in (_function, _validate, _private, _compiled_chain, _plain):
         tree = ast.parse(Path(module.__file__).read_text())
         top_level = [node for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))]
         assert not any("torch._C" in ast.unparse(node) for node in top_level), module.__name__

@@ -10,7 +10,7 @@ import torch.autograd.forward_ad as fwAD
 import cs224n_nn.functional as F
 from cs224n_nn import _compile
 from cs224n_nn.autograd import _compiled_chain as cc
-from cs224n_nn.autograd import _private
+from cs224n_nn.autograd import _plain, _private
 from cs224n_nn.autograd.activations import ACTIVATIONS
 
 BIG = cc.COMPILE_MIN_NUMEL
@@ -162,11 +162,11 @@ def test_inside_torch_compile_the_eager_formula_is_traced(monkeypatch):
 
 
 def test_without_the_private_functorch_tests_it_stays_eager(monkeypatch):
-    monkeypatch.setattr(cc, "TRANSFORM_TESTS", cc.TRANSFORM_TESTS[:2] + ("_C._functorch.is_legacy_batchedtensor_renamed",))
+    monkeypatch.setattr(_plain, "TRANSFORM_TESTS", _plain.TRANSFORM_TESTS[:2] + ("_C._functorch.is_legacy_batchedtensor_renamed",))
     g, saved = torch.randn(BIG), torch.rand(BIG)
     with torch.no_grad():
         assert not cc.eligible(g, saved)
-    assert _private.lookup(*cc.TRANSFORM_TESTS) is None
+    assert _private.lookup(*_plain.TRANSFORM_TESTS) is None
     x = torch.randn(BIG).requires_grad_()
     up = torch.randn(BIG)
     (grad,) = torch.autograd.grad(F.relu(x), x, up)  # the eager path still gives the gradient
@@ -192,3 +192,23 @@ def test_a_failed_compilation_warns_once_then_runs_eagerly(monkeypatch):
     g, saved = torch.randn(BIG), torch.rand(BIG)
     with torch.no_grad():
         assert not cc.eligible(g, saved)  # no second try in this process
+
+
+def test_the_embedding_gradient_summed_in_place_equals_the_out_of_place_sum(monkeypatch):
+    # The plain-backward spelling (index_add_ into the fresh zero table) against the one
+    # vmap and double backward get (index_add), on ids with many repeats.
+    ids = torch.randint(0, 50, (64, 7), generator=torch.Generator().manual_seed(0))
+    weight = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(64, 7, 8, dtype=torch.float64)
+    (plain,) = torch.autograd.grad(F.embedding(ids, weight), weight, up)
+    monkeypatch.setattr("cs224n_nn.autograd.embedding.plain_backward", lambda *t: False)
+    (out_of_place,) = torch.autograd.grad(F.embedding(ids, weight), weight, up)
+    assert torch.equal(plain, out_of_place)
+    theirs = torch.autograd.grad(torch.nn.functional.embedding(ids, weight), weight, up)[0]
+    torch.testing.assert_close(plain, theirs)
+    # batched gradients through the same Function take the out-of-place sum
+    monkeypatch.undo()
+    v = torch.randn(3, 64, 7, 8, dtype=torch.float64)
+    (batched,) = torch.autograd.grad(F.embedding(ids, weight), weight, v, is_grads_batched=True)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], torch.autograd.grad(F.embedding(ids, weight), weight, v[i])[0])

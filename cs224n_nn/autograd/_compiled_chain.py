@@ -6,28 +6,20 @@ of place, runs as two to four eager kernels, each writing a whole tensor
 then ``torch.where``). torch's own derivative kernels (``sigmoid_backward``,
 ``threshold_backward``) make one pass over memory, so at a million elements
 the eager formula took 3 to 15 times theirs on this project's CPU. Inductor
-fuses the same Python function into one loop (docs/modules.md, "Speed of the
-backward", has the figures).
+fuses the same Python function into one loop (docs/modules.md, "Speed", has the
+figures).
 
 This is not a second formula: :func:`backward_chain` calls
 ``torch.compile(chain)`` of the very function the eager path calls, and only
-where that cannot change what the backward means. It runs the compiled copy
-only when all of these hold, and the eager ``chain`` otherwise:
-
-* grad mode is off (a plain ``backward()``; with ``create_graph=True`` the
-  eager ops must be recorded for double backward);
-* no ``torch.func`` transform is active and neither tensor is a functorch
-  wrapper or a legacy batched tensor (``is_grads_batched=True``,
-  ``jacobian(vectorize=True)``), and neither carries a forward-mode tangent;
-* we are not inside someone's ``torch.compile`` trace (there the eager
-  ``chain`` is what gets traced), and autocast is off for the device;
-* both tensors are plain ``torch.Tensor`` of the same shape, float32 or
-  float64 (half and bfloat16 keep :func:`._amp.in_float32`'s eager
-  upcast), contiguous, on one CPU or CUDA device, with at least
-  :data:`COMPILE_MIN_NUMEL` elements (below that a compiled call's fixed cost
-  outweighs the pass it saves);
-* compilation works here (:mod:`cs224n_nn._compile`: the first failure warns
-  once and every later call is eager).
+where that cannot change what the backward means: in a plain backward
+(:func:`._plain.plain_backward`: grad mode off, no ``torch.func`` transform,
+no batched or dual tensor, not inside a ``torch.compile`` trace, autocast
+off), on two tensors of the same shape, float32 or float64 (half and
+bfloat16 keep :func:`._amp.in_float32`'s eager upcast), contiguous, on one
+CPU or CUDA device, with at least :data:`COMPILE_MIN_NUMEL` elements (below
+that a compiled call's fixed cost outweighs the pass it saves), and where
+compilation works (:mod:`cs224n_nn._compile`: the first failure warns once
+and every later call is eager). Everywhere else it calls the eager ``chain``.
 
 The tensors go in flattened, so one compiled graph (``dynamic=True``)
 serves every shape of a dtype and device. tests/test_compiled_chain.py
@@ -37,15 +29,13 @@ the eager one and that each guard sends its case to the eager ``chain``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
-import inspect
-
 import torch
-from torch.autograd import forward_ad
 
 from .. import _compile
-from ._private import lookup
+from ._plain import plain_backward
 
 #: Fewest elements for the compiled copy. Measured on this project's 2-core
 #: CPU (one thread, compiled / eager time of the chain alone): ReLU's
@@ -55,13 +45,6 @@ from ._private import lookup
 #: on (tanh 0.51, sigmoid 0.62; at 1M every activation ran 1 to 12 times
 #: faster compiled). One threshold for all six keeps the choice a size test.
 COMPILE_MIN_NUMEL = 1 << 18
-
-#: The private functorch tests the guards need (looked up at first use; without them: always eager).
-TRANSFORM_TESTS = (
-    "_C._are_functorch_transforms_active",
-    "_C._functorch.is_functorch_wrapped_tensor",
-    "_C._functorch.is_legacy_batchedtensor",
-)
 
 _FLOATS = (torch.float32, torch.float64)
 _compiled: dict[Callable, Callable] = {}  # chain -> its compiled copy
@@ -81,7 +64,7 @@ def compiled_copy(chain: Callable) -> Callable:
 
 def eligible(g: torch.Tensor, saved: torch.Tensor) -> bool:
     """Whether the compiled copy may compute ``chain(g, saved)``: every guard of the module docstring."""
-    if torch.is_grad_enabled() or type(g) is not torch.Tensor or type(saved) is not torch.Tensor:
+    if type(g) is not torch.Tensor or type(saved) is not torch.Tensor:
         return False
     if g.numel() < COMPILE_MIN_NUMEL or g.shape != saved.shape:
         return False
@@ -89,15 +72,7 @@ def eligible(g: torch.Tensor, saved: torch.Tensor) -> bool:
         return False
     if g.device.type not in ("cpu", "cuda") or not (g.is_contiguous() and saved.is_contiguous()):
         return False
-    if torch.is_autocast_enabled(g.device.type) or not _compile.available():
-        return False
-    tests = lookup(*TRANSFORM_TESTS)
-    if tests is None:
-        return False
-    transforms_active, is_wrapped, is_legacy_batched = tests
-    if transforms_active() or any(is_wrapped(t) or is_legacy_batched(t) for t in (g, saved)):
-        return False
-    return forward_ad.unpack_dual(g).tangent is None and forward_ad.unpack_dual(saved).tangent is None
+    return _compile.available() and plain_backward(g, saved)
 
 
 def backward_chain(chain: Callable, g: torch.Tensor, saved: torch.Tensor, *params: float) -> torch.Tensor:

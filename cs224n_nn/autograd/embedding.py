@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ._function import HandWrittenFunction
+from ._plain import plain_backward
 from . import _validate
 
 
@@ -81,7 +82,11 @@ class Embedding(HandWrittenFunction):
         else:
             if ctx.padding_idx is not None:
                 delta = torch.where((ids == ctx.padding_idx).unsqueeze(1), 0, delta)
-            dweight = grad.new_zeros(shape).index_add(0, ids, delta)
+            zeros = grad.new_zeros(shape)
+            # dL/dL[r] = the sum of delta over the positions holding id r. In a plain backward
+            # (._plain) the sum goes into the fresh zero table in place; out of place it would
+            # copy the whole table once more. Under vmap or double backward: out of place.
+            dweight = zeros.index_add_(0, ids, delta) if plain_backward(grad) else zeros.index_add(0, ids, delta)
         return None, dweight, None, None, None
 
     @staticmethod
