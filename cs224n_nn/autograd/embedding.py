@@ -83,9 +83,9 @@ class Embedding(HandWrittenFunction):
             if ctx.padding_idx is not None:
                 delta = torch.where((ids == ctx.padding_idx).unsqueeze(1), 0, delta)
             zeros = grad.new_zeros(shape)
-            # dL/dL[r] = the sum of delta over the positions holding id r. In a plain backward
-            # (._plain) the sum goes into the fresh zero table in place; out of place it would
-            # copy the whole table once more. Under vmap or double backward: out of place.
+            # dL/dL[r] = the sum of delta over the positions holding id r, written out of place
+            # (index_add) like every derivative here. In a plain backward (._plain) the same sum
+            # goes into the fresh zero table in place, which saves one copy of the whole table.
             dweight = zeros.index_add_(0, ids, delta) if plain_backward(grad) else zeros.index_add(0, ids, delta)
         return None, dweight, None, None, None
 
