@@ -1,5 +1,6 @@
-"""Helpers of the command tests: running ``cs224n-nn`` in-process and checking its one-line errors, and the
-callbacks that test configs name by class path (``run_helpers.X``): signals and scripted scores."""
+"""Helpers of the command tests: running ``cs224n-nn`` in-process and checking its one-line errors, a tiny
+real checkpoint, and the callbacks that test configs name by class path (``run_helpers.X``): signals and
+scripted scores."""
 
 from __future__ import annotations
 
@@ -8,6 +9,22 @@ import os
 import pytorch_lightning as pl
 
 from cs224n_nn.cli import main
+
+
+def tiny_checkpoint(folder, **data_args):
+    """A real Lightning checkpoint ``folder/tiny.ckpt`` of a tiny model (one training step, in this process),
+    on the packaged sample data with the ``CoNLLDataModule`` arguments given."""
+    from cs224n_nn.ner.datamodule import CoNLLDataModule
+    from cs224n_nn.ner.model import WindowNERModule
+
+    data = CoNLLDataModule(batch_size=64, **data_args)
+    model = WindowNERModule(encoder=data.encoder_state, word_vectors="none", hidden_dims=[8])
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    path = folder / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

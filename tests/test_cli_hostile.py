@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from run_helpers import one_line as assert_one_line_error
-from run_helpers import run
+from run_helpers import run, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model.word_vectors", "none", "--model.hidden_dims", "[4]", "--data.features", "[word, casing]",
@@ -50,21 +50,9 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A real Lightning checkpoint of a tiny model (one training step, in this process)."""
-    import pytorch_lightning as pl
-
-    from cs224n_nn.ner.datamodule import CoNLLDataModule
-    from cs224n_nn.ner.model import WindowNERModule
-
     # Four features and a 7-word window make the whole-input window tensor of
     # the large-input test big (56 MB) next to one batch's.
-    data = CoNLLDataModule(features=["word", "casing", "shape", "suffix3"], half_width=3, batch_size=64)
-    model = WindowNERModule(encoder=data.encoder_state, word_vectors="none", hidden_dims=[8])
-    trainer = pl.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=data)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), features=["word", "casing", "shape", "suffix3"], half_width=3)
 
 
 

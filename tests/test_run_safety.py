@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cs224n_nn import cli
-from run_helpers import one_line, run
+from run_helpers import one_line, run, tiny_checkpoint
 from cs224n_nn.errors import CheckpointError, DataFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,19 +36,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    import pytorch_lightning as pl
-
-    from cs224n_nn.ner.datamodule import CoNLLDataModule
-    from cs224n_nn.ner.model import WindowNERModule
-
-    data = CoNLLDataModule(features=["word", "casing"], batch_size=64)
-    model = WindowNERModule(encoder=data.encoder_state, word_vectors="none", hidden_dims=[8])
-    trainer = pl.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=data)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), features=["word", "casing"])
 
 
 
