@@ -80,18 +80,15 @@ def check_crf_inputs(emissions, tags, transitions, start_transitions, end_transi
             raise ValueError(f"{name} must have shape {shape} for {k} tags (emissions {tuple(emissions.shape)}), "
                              f"got {tuple(x.shape)}")
         _validate.same_dtype(x, name, emissions, "emissions")
-    if tags is not None:
-        _validate.tensor(tags, "tags")
-        if tags.dtype != torch.int64:
-            raise TypeError(f"tags must be an int64 (torch.long) tensor of tag ids, got {tags.dtype}")
-        if tuple(tags.shape) != (b, t):
-            raise ValueError(f"tags must have shape (batch, time) = {(b, t)}, got {tuple(tags.shape)}")
-    if mask is not None:
-        _validate.tensor(mask, "mask")
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
-        if tuple(mask.shape) != (b, t):
-            raise ValueError(f"mask must have shape (batch, time) = {(b, t)}, got {tuple(mask.shape)}")
+    for x, name, dtype, kind in ((tags, "tags", torch.int64, "an int64 (torch.long) tensor of tag ids"),
+                                 (mask, "mask", torch.bool, "a bool tensor")):
+        if x is None:
+            continue
+        _validate.tensor(x, name)
+        if x.dtype != dtype:
+            raise TypeError(f"{name} must be {kind}, got {x.dtype}")
+        if tuple(x.shape) != (b, t):
+            raise ValueError(f"{name} must have shape (batch, time) = {(b, t)}, got {tuple(x.shape)}")
     checkable = [x for x in (tags, mask) if x is not None]
     if not b or not checkable or not _validate.values_checkable(*checkable):
         return
