@@ -17,10 +17,13 @@ BIG = cc.COMPILE_MIN_NUMEL
 PARAMS = {"hardtanh": (-1.0, 1.0), "leaky_relu": (0.01,)}
 
 
-def hard_inputs(name: str, dtype: torch.dtype):
-    """(g, saved) with the kinks, corners, NaN and an infinite upstream gradient at a saturated unit."""
+def hard_inputs(name: str, dtype: torch.dtype, extra: int = 3):
+    """(g, saved) with the kinks, corners, NaN and an infinite upstream gradient at a saturated unit.
+
+    ``BIG + extra`` elements: ``extra`` not a multiple of the vector width leaves a scalar remainder.
+    """
     gen = torch.Generator().manual_seed(0)
-    z = torch.randn(BIG + 3, generator=gen, dtype=dtype) * 3
+    z = torch.randn(BIG + extra, generator=gen, dtype=dtype) * 3
     z[:4] = torch.tensor([0.0, 1.0, -1.0, float("nan")], dtype=dtype)
     z[4] = -5.0  # saturated for hardtanh and relu
     g = torch.randn(z.shape, generator=gen, dtype=dtype)
@@ -49,11 +52,12 @@ def compiled_calls(monkeypatch) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extra", [3, 37, 64 * 1001 + 13])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-def test_the_compiled_chain_equals_the_eager_formula_bit_for_bit(name, dtype, monkeypatch):
+def test_the_compiled_chain_equals_the_eager_formula_bit_for_bit(name, dtype, extra, monkeypatch):
     act = ACTIVATIONS[name]
-    g, saved = hard_inputs(name, dtype)
+    g, saved = hard_inputs(name, dtype, extra)
     calls = compiled_calls(monkeypatch)
     with torch.no_grad():
         fast = cc.backward_chain(act.chain, g, saved, *PARAMS.get(name, ()))

@@ -77,6 +77,26 @@ def test_max_margin_broadcasts_and_handles_non_contiguous_and_nan():
                                    equal_nan=True)
 
 
+def test_an_infinite_upstream_gradient_gives_what_torch_gives():
+    # max_margin like margin_ranking_loss (a composite of clamp: 0 at an inactive term, not 0 * inf);
+    # the multi-margin loss like torch's kernel, which scales a unit gradient: NaN there (0 * inf).
+    inf = float("inf")
+    s, s_c = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 0.0])  # an inactive term, an active one
+    for reduction, upstream in (("sum", torch.tensor(inf)), ("none", torch.full((2,), inf))):
+        a, b, a2, b2 = leaf(s), leaf(s_c), leaf(s), leaf(s_c)
+        ours = torch.autograd.grad(F.max_margin_loss(a, b, 1.0, reduction), (a, b), upstream)
+        theirs = torch.autograd.grad(margin_ranking(a2, b2, 1.0, reduction), (a2, b2), upstream)
+        torch.testing.assert_close(ours, theirs, equal_nan=True)
+        assert ours[1][0] == 0 and ours[1][1] == inf
+    x, t = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.2, 0.1]]), torch.tensor([0, 1])
+    for p in (1, 2):
+        a, b = leaf(x), leaf(x)
+        ours = torch.autograd.grad(F.multiclass_max_margin_loss(a, t, reduction="sum", p=p), a, torch.tensor(inf))
+        theirs = torch.autograd.grad(TF.multi_margin_loss(b, t, p=p, reduction="sum"), b, torch.tensor(inf))
+        torch.testing.assert_close(ours, theirs, equal_nan=True)
+        assert ours[0][0].isnan().all() and ours[0][1].isinf().all()
+
+
 def test_max_margin_gradcheck():
     s = leaf(torch.randn(6, dtype=torch.float64))
     s_c = leaf(s.detach() + torch.tensor([-3, -2, -0.5, 0.5, 2, 3], dtype=torch.float64))

@@ -98,8 +98,10 @@ def max_margin_grad(s, s_c, grad, margin: float, reduction: str, shape):
     summed back to its input's ``shape`` (broadcasting). The public formula
     :class:`MaxMarginLoss` reuses. ``shape = (shape of s, shape of s_c)``.
     """
-    active = (s_c - s + margin > 0).to(grad.dtype)
-    d_sc = active * _per_example(grad, reduction, active.shape)
+    active = s_c - s + margin > 0
+    # where, not active * g: a 0/1 float mask costs a cast, and an infinite upstream gradient gives 0 at an
+    # inactive term (as torch's margin_ranking_loss does) where 0 * inf would give NaN.
+    d_sc = torch.where(active, _per_example(grad, reduction, active.shape), 0)
     return (-d_sc).sum_to_size(shape[0]), d_sc.sum_to_size(shape[1])
 
 
@@ -183,12 +185,12 @@ def multi_margin_grad(scores, target, grad, p: int = 1, margin: float = 1.0, wei
     x, t = _as_rows(scores, target)
     z = _hinge_terms(x, t, margin)
     slope = (z > 0).to(x.dtype) if p == 1 else torch.where(z > 0, 2 * z, 0)
-    coef = _per_example(grad, reduction, t.shape) / x.shape[1]
-    if weight is not None:
-        coef = coef * weight[t]
-    d = slope * coef.unsqueeze(1)
-    d = d.scatter(1, t.unsqueeze(1), -d.sum(1, keepdim=True))
-    return d.reshape(scores.shape)
+    # dJ_i/dx_i for a unit upstream gradient, then times each example's share of ``grad``: torch's
+    # order, so an infinite upstream gradient gives what it gives there (NaN at an inactive term,
+    # +-inf at the active ones and the target).
+    unit = slope / x.shape[1] if weight is None else slope * (weight[t] / x.shape[1]).unsqueeze(1)
+    unit = unit.scatter(1, t.unsqueeze(1), -unit.sum(1, keepdim=True))
+    return (unit * _per_example(grad, reduction, t.shape).unsqueeze(1)).reshape(scores.shape)
 
 
 class MultiClassMaxMarginLoss(HandWrittenFunction):
