@@ -27,8 +27,9 @@ from typing import Callable
 
 import torch
 
-from benchmarks import activations, decode, gradcheck_time, layers, ner, optimizers
+from benchmarks import activations, decode, gradcheck_time, layers, ner, optimizers, semantics
 from benchmarks._timing import MIN_RUNS, Context, Row, Timing, configure_threads, machine_cores
+from cs224n_nn.ner.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "BENCHMARKS.md"
@@ -229,8 +230,19 @@ def profile_section(rows: list[Row]) -> list[str]:
     return lines
 
 
+def worse_line(r: Row, then: float, old_checks: dict | None) -> str:
+    """One row of the worse-than-before list; with the before code's semantics report, what its piece failed there."""
+    line = f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
+    if old_checks is None or (r.group, r.piece) not in old_checks:
+        return line
+    failed = sorted({check for check, _, _ in old_checks[(r.group, r.piece)]})
+    return line + (f" (the old {r.piece} failed: {', '.join(failed)})" if failed
+                   else f" (the old {r.piece} passed every check)")
+
+
 def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
-           before: dict[tuple[str, str, str], str] | None = None) -> str:
+           before: dict[tuple[str, str, str], str] | None = None, old_checks: dict | None = None) -> str:
+    """The report. ``old_checks``: :func:`benchmarks.semantics.report_checks` of the before code, if there is one."""
     lines = ["# Benchmarks: cs224n-nn against native PyTorch", ""]
     lines += [f"Written by `{meta['command']}` on {meta['date']}. Re-run that command to refresh it.", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if k not in ("command", "date", "warning")]
@@ -264,8 +276,11 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
         worse = worse_than_before(rows, before)
         lines += [f"**Worse than before** (ratio moved the wrong way by more than {WORSE_FACTOR - 1:.0%}): "
                   f"{len(worse)} row(s).", ""]
-        lines += [f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
-                  for r, then in worse]
+        if old_checks is not None:
+            lines += [f"After each, what the before code's piece failed of the semantics checks in "
+                      f"{meta.get('before semantics', 'its semantics report')} (benchmarks/semantics.py: an "
+                      f"infinite upstream gradient, batched backward, forward AD, each against the torch twin).", ""]
+        lines += [worse_line(r, then, old_checks) for r, then in worse]
         lines += [""] if worse else []
     for group in GROUPS:
         group_rows = [r for r in rows if r.group == group]
@@ -346,18 +361,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     output = args.output or (DEFAULT_OUTPUT if args.full else None)
     before_path = args.before or (output if args.full and output is not None and output.is_file() else None)
-    before = None
+    before = old_checks = None
     if before_path is not None:
         earlier = before_path.read_text(encoding="utf-8")
         stamp = next((line for line in earlier.splitlines() if line.startswith("Written by")), "")
         when = stamp.split(" on ", 1)[1].split(".")[0] if " on " in stamp else "an earlier run"
         meta["before"] = f"{before_path.name} of {when}"
         before = previous_ratios(earlier)
-    report = render(rows, failures, meta, before)
+        checked = before_path.with_name(before_path.stem + "-semantics.md")
+        if checked.is_file():
+            meta["before semantics"] = checked.name
+            old_checks = semantics.report_checks(checked.read_text(encoding="utf-8"))
+    report = render(rows, failures, meta, before, old_checks)
     print()
     print(report)
     if output is not None:
-        output.write_text(report, encoding="utf-8")
+        with atomic_write(output, "w", encoding="utf-8") as f:
+            f.write(report)
         print(f"wrote {output}")
     return 1 if failures else 0
 

@@ -321,3 +321,71 @@ def test_a_missing_before_report_is_a_one_line_usage_error(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"--before {tmp_path / 'none.md'}: no such report file" in err
+
+
+def test_each_worse_row_says_what_the_old_piece_failed_of_the_semantics_checks():
+    from benchmarks import semantics
+
+    report = semantics.render([
+        (("activations", "sigmoid"), "8 elements", "infinite upstream", "4 of 8 entries differ"),
+        (("activations", "sigmoid"), "8 elements", "batched backward", "raises RuntimeError: no batching rule"),
+        (("activations", "sigmoid"), "2^19 elements", "infinite upstream", "9 of 9 entries differ"),
+        (("activations", "relu"), "8 elements", "infinite upstream", "ok"),
+    ], "commit abc")
+    checks = semantics.report_checks(report)
+    assert checks[("activations", "relu")] == []
+    assert [c for c, _, _ in checks[("activations", "sigmoid")]] == ["infinite upstream", "batched backward",
+                                                                     "infinite upstream"]
+    before = {("sigmoid", "1M float32", "torch.sigmoid"): "1.50", ("relu", "1M float32", "torch.relu"): "1.00",
+              ("tanh", "1M float32", "torch.tanh"): "1.00"}
+    rows = [_row(ratio=2.0), _row(piece="relu", native_name="torch.relu", ratio=2.0),
+            _row(piece="tanh", native_name="torch.tanh", ratio=2.0)]
+    text = run.render(rows, {}, {"command": "c", "date": "d", "before": "B of d", "before semantics": "B-semantics.md"},
+                      before, checks)
+    assert ("- activations / sigmoid / 1M float32 vs `torch.sigmoid`: 1.5 -> 2.00 "
+            "(the old sigmoid failed: batched backward, infinite upstream)") in text
+    assert "- activations / relu / 1M float32 vs `torch.relu`: 1 -> 2.00 (the old relu passed every check)" in text
+    assert "- activations / tanh / 1M float32 vs `torch.tanh`: 1 -> 2.00\n" in text  # not in the report: nothing said
+    assert "checks in B-semantics.md" in text
+
+
+class _MaskTimesGrad(torch.autograd.Function):
+    """ReLU with the backward the semantics checks exist to catch: a 0/1 mask times the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clamp_min(0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (y > 0).to(g.dtype)
+
+
+def test_the_semantics_checks_catch_a_mask_times_grad_backward_and_a_missing_jvp():
+    import types
+
+    from benchmarks import semantics
+    import cs224n_nn.functional as F
+
+    broken = types.SimpleNamespace(**{name: getattr(F, name) for name in dir(F) if not name.startswith("_")})
+    broken.relu = _MaskTimesGrad.apply
+    rows = [(piece, s, c, semantics._run(check))
+            for piece, s, checks in semantics._activation_pieces(broken) if piece == ("activations", "relu")
+            for c, check in checks.items()]
+    results = {(s, c): r for _, s, c, r in rows}
+    assert results[("8 elements", "infinite upstream")].startswith("1 of 8 entries differ (first: ours nan, torch 0.0)")
+    assert results[("8 elements", "forward AD")].startswith("raises ")
+    assert results[("8 elements", "batched backward")] == "ok"  # out of place: vmap runs it
+
+
+@pytest.mark.slow
+def test_every_piece_of_this_tree_passes_every_semantics_check():
+    from benchmarks import semantics
+    import cs224n_nn.functional as F
+
+    rows = semantics.results(F)
+    assert len(rows) >= 40
+    assert [(p, s, c, r) for p, s, c, r in rows if r != "ok"] == []

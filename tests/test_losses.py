@@ -95,6 +95,13 @@ def test_an_infinite_upstream_gradient_gives_what_torch_gives():
         theirs = torch.autograd.grad(TF.multi_margin_loss(b, t, p=p, reduction="sum"), b, torch.tensor(inf))
         torch.testing.assert_close(ours, theirs, equal_nan=True)
         assert ours[0][0].isnan().all() and ours[0][1].isinf().all()
+    # cross-entropy without label smoothing: (p - onehot) * inf, NaN only at the target (0 * inf is not formed)
+    for weight in (None, torch.tensor([1.0, 2.0, 0.5])):
+        a, b = leaf(x), leaf(x)
+        ours = torch.autograd.grad(F.softmax_cross_entropy(a, t, weight, reduction="sum"), a, torch.tensor(inf))
+        theirs = torch.autograd.grad(TF.cross_entropy(b, t, weight, reduction="sum"), b, torch.tensor(inf))
+        torch.testing.assert_close(ours, theirs, equal_nan=True)
+        assert ours[0].isnan().sum() == 2 and ours[0].isinf().sum() == 4
 
 
 def test_max_margin_gradcheck():

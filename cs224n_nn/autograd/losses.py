@@ -304,8 +304,10 @@ def cross_entropy_grad(logp, target, grad, weight=None, ignore_index: int = -100
     valid, safe_t, w_t = _target_weights(t, weight, ignore_index, p.dtype)
     g = torch.where(valid, _per_example(grad, reduction, t.shape, w_t.sum()), 0)
     on_target = g * (1 - label_smoothing) * w_t  # coefficient of onehot(y_i) in q_i
-    spread = g * (label_smoothing / classes)  # coefficient of w in q_i
-    total = on_target + spread * (classes if weight is None else weight.sum())  # sum_c q_ic
+    total = on_target  # sum_c q_ic
+    if label_smoothing:  # (only then: g * 0 would make an infinite upstream gradient NaN in every class)
+        spread = g * (label_smoothing / classes)  # coefficient of w in q_i
+        total = on_target + spread * (classes if weight is None else weight.sum())
     d = (p * total.unsqueeze(1)).scatter_add(1, safe_t.unsqueeze(1), -on_target.unsqueeze(1))
     if label_smoothing:
         d = d - spread.unsqueeze(1) * (1 if weight is None else weight)
