@@ -219,7 +219,8 @@ class WindowEncoder:
                 for v, s in zip(self.vocabs.values(), self.channels)]
         self._bos_ids = tuple(i for b, _, pad, width in edge for i in (b, *[pad] * (width - 1)))
         self._eos_ids = tuple(i for _, e, pad, width in edge for i in (e, *[pad] * (width - 1)))
-        self._gazetteer_channel = self.channels[self.features.index("gazetteer")].start if gazetteer else None
+        self._gazetteer_channel = (self.channels[self.features.index("gazetteer")].start
+                                  if gazetteer is not None else None)
         self._ids_of: dict[str, tuple[int, ...]] = {}
         self._conversion: tuple[torch.Tensor, list[str]] | None = None  # built by _conversion_table
 
