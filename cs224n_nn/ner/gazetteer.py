@@ -1,9 +1,10 @@
 """A gazetteer: the entity strings of the training split and their types, matched in new text.
 
 Collobert et al. (2011, "Natural Language Processing (Almost) from
-Scratch", section 6.4) add to each word of the window a feature saying
-whether it is part of a known entity name, which lifted their window
-network's CoNLL-2003 test F1 from 88.67 to 89.59.  Ours is built from the
+Scratch", in their section on gazetteers) add to each word of the window a
+feature saying whether it is part of a known entity name, which lifted
+their window network's CoNLL-2003 test F1 (sentence-level training,
+language-model embeddings) from 88.67 to 89.59.  Ours is built from the
 training split only: every entity chunk of the training file (its tokens as
 written) with the type it was most often tagged with.  Matching a sentence
 finds, left to right, the longest known string starting at each token (at
