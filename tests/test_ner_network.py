@@ -115,7 +115,7 @@ def test_checkpoint_rebuilds_module_and_plain_network(encoder, tmp_path):
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     stored = torch.load(path, weights_only=True)
-    assert stored[CHECKPOINT_KEY]["format"] == CHECKPOINT_FORMAT == 2
+    assert stored[CHECKPOINT_KEY]["format"] == CHECKPOINT_FORMAT == 3
     assert "crf.transitions" in stored["state_dict"] and not any(k.startswith("network.") for k in stored["state_dict"])
     loaded, network = load_window_ner(path), load_window_network(path)
     assert isinstance(loaded, WindowNERModule) and type(network) is WindowNERNetwork and not network.training

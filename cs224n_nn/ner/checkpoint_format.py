@@ -7,8 +7,9 @@ the model can be rebuilt from the file alone.  Its ``state_dict`` holds the
 :class:`~cs224n_nn.ner.network.WindowNERNetwork`'s weights under the
 network's own keys (``embeddings.0.trained.weight``, ``classifier.0.weight``,
 ``crf.transitions``, ...); ``hyper_parameters`` the arguments of
-:class:`~cs224n_nn.ner.model.WindowNERModule`.  Format 2 is written;
-formats 1 and 2 are read (:func:`upgrade_state_dict` renames format 1's keys).
+:class:`~cs224n_nn.ner.model.WindowNERModule`.  Format 3 is written (format
+2 plus the encoder's optional gazetteer and N-gram features); formats 1, 2
+and 3 are read (:func:`upgrade_state_dict` renames format 1's keys).
 
 :func:`read_checkpoint`
     ``torch.load(weights_only=True)`` of a cs224n-nn checkpoint, turning
@@ -44,11 +45,13 @@ __all__ = [
 
 # Top-level key of our checkpoints: its presence tells our files from others.
 CHECKPOINT_KEY = "cs224n_nn"
-# Format 2: the classifier is a WindowClassifier ([Dense..., Linear]); format
-# 1 held a Sequential of (Linear, activation, Dropout) per hidden layer, whose
-# keys upgrade_state_dict renames.
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# Format 3: the encoder may hold a gazetteer and charN features (several
+# channels per token), which a reader of format 2 would misread; its weights
+# are laid out as format 2's.  Format 2: the classifier is a WindowClassifier
+# ([Dense..., Linear]); format 1 held a Sequential of (Linear, activation,
+# Dropout) per hidden layer, whose keys upgrade_state_dict renames.
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 
 
 def upgrade_state_dict(state: dict[str, Any], checkpoint_format: int) -> dict[str, Any]:

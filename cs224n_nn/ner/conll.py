@@ -94,6 +94,10 @@ class Sentence:
     # The file line of each token (empty for text that did not come from a file),
     # so that a bad tag found later is reported where the user can fix it.
     lines: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    # Which document of its file the sentence belongs to (-DOCSTART- lines
+    # count them, from 0), so that a training split can be cut into folds of
+    # whole documents (the gazetteer feature, cs224n_nn.ner.gazetteer).
+    document: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Accept lists for convenience but store tuples, so a Sentence stays hashable.
@@ -186,6 +190,7 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
     lines: list[int] = []
     n_columns = None  # fixed by the first token line, then enforced
     n_sentences = 0
+    document = -1  # the number of -DOCSTART- lines read, minus one (0 when the file has none)
     for number, text in iter_text_lines(path, encoding=encoding):
         line = text.strip(" \t\r")
         if "\r" in line:
@@ -196,9 +201,11 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
         columns = _COLUMN_SEP.split(line) if line else []
         if not columns or columns[0] == DOCSTART:
             if tokens:
-                yield Sentence(tuple(tokens), tuple(tags), tuple(lines))
+                yield Sentence(tuple(tokens), tuple(tags), tuple(lines), max(document, 0))
                 n_sentences += 1
                 tokens, tags, lines = [], [], []
+            if columns:
+                document += 1
             continue
         if len(columns) < 2:
             raise DataFormatError(
@@ -223,7 +230,7 @@ def _sentences(path: str | PathLike, encoding: str) -> Iterator[Sentence]:
         tags.append(tag)
         lines.append(number)
     if tokens:
-        yield Sentence(tuple(tokens), tuple(tags), tuple(lines))
+        yield Sentence(tuple(tokens), tuple(tags), tuple(lines), max(document, 0))
         n_sentences += 1
     if n_sentences == 0:
         raise DataFormatError("no sentences (the file is empty or holds only blank and -DOCSTART- lines)", path=path)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from cs224n_nn.errors import ConfigError, DataFormatError
 from cs224n_nn.ner.conll import SCHEMES, Sentence, read_conll
 from cs224n_nn.ner.features import SentenceDataset, WindowDataset, WindowEncoder, collate_sentences
+from cs224n_nn.ner.gazetteer import check_folds, fold_gazetteers
 
 __all__ = ["CoNLLDataModule", "MIN_TYPE_COUNT", "SAMPLE_FILES", "check_entity_types", "resolve_data_path"]
 
@@ -96,7 +97,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         val_path: development file, used for checkpoint selection and early stopping.
         test_path: optional test file for ``trainer.test``.
         features: token features, in order: ``word``, ``casing``, ``shape``,
-            ``prefixN``, ``suffixN`` (see :mod:`cs224n_nn.ner.features`).
+            ``gazetteer``, ``prefixN``, ``suffixN``, ``charN`` (see :mod:`cs224n_nn.ner.features`).
         half_width: words each side of the centre (window ``2 * half_width + 1``).
         tag_scheme: the scheme the model is trained in (``IOBES`` or ``IOB2``);
             predictions are converted back to the file's scheme.
@@ -109,6 +110,11 @@ class CoNLLDataModule(pl.LightningDataModule):
         batch_size: training windows per batch (with sentence batches: tokens
             per batch on average, i.e. ``batch_size / mean sentence length``
             whole sentences, at least one).
+        gazetteer_folds: with the ``gazetteer`` feature, training sentences
+            are matched with the gazetteer of the training documents outside
+            their own fold (``gazetteer_folds`` folds of whole documents), so
+            the network sees matches as unreliable as on new text
+            (:mod:`cs224n_nn.ner.gazetteer`).
         sentence_batches: train on whole shuffled sentences instead of single
             windows; ``None`` (default): when the model asks for them (its
             ``trains_on_sentences``, true for ``model.loss: sentence_ll``).
@@ -137,6 +143,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         allow_rare_types: bool = False,
         sentence_batches: bool | None = None,
+        gazetteer_folds: int = 5,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -152,6 +159,7 @@ class CoNLLDataModule(pl.LightningDataModule):
         self.val_path = resolve_data_path(val_path, "val")
         self.test_path = None if test_path is None else resolve_data_path(test_path, "test")
         self.features = list(features) if features is not None else ["word", "casing"]
+        check_folds(gazetteer_folds)
         self.datasets: dict[str, Any] = {}
 
     # -- vocabularies -----------------------------------------------------
@@ -195,7 +203,11 @@ class CoNLLDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and "train" not in self.datasets:
             unit = SentenceDataset if self._sentence_batches() else WindowDataset
-            self.datasets["train"] = unit(self.encoder, self.train_sentences, name=str(self.train_path))
+            held_out = None
+            if self.encoder.gazetteer is not None:
+                held_out = fold_gazetteers(self.train_sentences, self.hparams.gazetteer_folds, self.encoder.source_scheme)
+            self.datasets["train"] = unit(self.encoder, self.train_sentences, name=str(self.train_path),
+                                          gazetteers=held_out)
         if stage in (None, "fit", "validate") and "val" not in self.datasets:
             self.datasets["val"] = SentenceDataset(self.encoder, read_conll(self.val_path), name=str(self.val_path))
         if stage in (None, "test") and "test" not in self.datasets:

@@ -20,9 +20,25 @@ name            key of a token                                  vocabulary
 ``shape``       :func:`~cs224n_nn.ner.vocab.word_shape`          training shapes
 ``prefixN``     first N characters, lower-cased                  training affixes
 ``suffixN``     last N characters, lower-cased                   training affixes
+``charN``       the character N-grams of ``<w>`` (``w``          training N-grams
+                normalised, ``<``/``>`` its edges), up to
+                ``NGRAM_SLOTS`` ids per token, their vectors
+                averaged by the network
+``gazetteer``   IOBES position and type of the token in the      fixed: ``O``,
+                longest training entity string matched in its    ``B/I/E/S-type``
+                sentence (:mod:`cs224n_nn.ner.gazetteer`)
 ==============  ==============================================  ================
 
-One window is a ``LongTensor[C, W]`` (``C`` features, ``W`` positions); a
+A feature takes one id per token, except ``charN``: its ``NGRAM_SLOTS``
+channels hold the token's N-grams (the first and last halves of a longer
+word's), padded with id 0.  The ``gazetteer`` key depends on the whole
+sentence, not the token alone; training sentences are matched with the
+gazetteer of the other folds of training documents
+(:func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`), everything else with the
+whole training split's, which the encoder keeps.
+
+One window is a ``LongTensor[C, W]`` (``C`` channels, one per feature or
+``NGRAM_SLOTS`` for ``charN``; ``W`` positions); a
 batch is ``[B, C, W]``.  Training shuffles windows freely
 (:class:`WindowDataset`); evaluation and prediction keep whole sentences
 together (:class:`SentenceDataset`, :class:`StreamingSentences` and
@@ -45,11 +61,13 @@ from torch.utils.data import Dataset, IterableDataset
 
 from cs224n_nn.errors import CheckpointError, ConfigError, DataFormatError
 from cs224n_nn.ner.conll import SCHEMES, Sentence, convert_tags, detect_scheme, entity_types
-from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, word_shape
+from cs224n_nn.ner.gazetteer import Gazetteer, gazetteer_keys
+from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, normalize, word_shape
 
 __all__ = [
     "BOS",
     "EOS",
+    "NGRAM_SLOTS",
     "SPECIALS",
     "SentenceDataset",
     "StreamingSentences",
@@ -66,25 +84,60 @@ EOS = "</s>"
 # Every feature vocabulary starts with these four ids: 0 padding, 1 unknown,
 # 2 and 3 the sentence boundaries that fill windows past the edges.
 SPECIALS = (Vocab.PAD, Vocab.UNK, BOS, EOS)
-FIXED_FEATURES = ("word", "casing", "shape")
+FIXED_FEATURES = ("word", "casing", "shape", "gazetteer")
 _AFFIX = re.compile(r"(prefix|suffix)([1-9])\Z")
+_NGRAM = re.compile(r"char([1-9])\Z")
+# Channels of a charN feature: the N-grams a token can hold (a word of L
+# characters has L + 3 - N of them); CoNLL-2003 words rarely pass 12 letters.
+NGRAM_SLOTS = 12
 # Distinct tokens whose ids an encoder remembers (WindowEncoder.token_ids).
 _MEMO_LIMIT = 1_000_000
 
 
 def check_feature_name(name: str) -> str:
     """``name`` if it is a known feature, else ConfigError listing the valid names."""
-    if name in FIXED_FEATURES or _AFFIX.match(str(name)):
+    if name in FIXED_FEATURES or _AFFIX.match(str(name)) or _NGRAM.match(str(name)):
         return name
     raise ConfigError(
-        f"data.features: unknown feature {name!r}; choose among word, casing, shape, prefixN, suffixN (N = 1..9)"
+        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, "
+        "prefixN, suffixN, charN (N = 1..9)"
     )
 
 
+def char_ngrams(token: str, n: int) -> list[str]:
+    """The character ``n``-grams of ``<normalize(token)>``, at most ``NGRAM_SLOTS`` (a longer word: its first and
+    last halves); a word shorter than ``n - 2`` gives its marked form whole.
+
+    >>> char_ngrams("Paris", 3)
+    ['<pa', 'par', 'ari', 'ris', 'is>']
+    """
+    marked = f"<{normalize(token)}>"
+    grams = [marked[i:i + n] for i in range(len(marked) - n + 1)] or [marked]
+    if len(grams) > NGRAM_SLOTS:
+        half = NGRAM_SLOTS // 2
+        grams = grams[:half] + grams[len(grams) - (NGRAM_SLOTS - half):]
+    return grams
+
+
+def feature_width(name: str) -> int:
+    """Channels feature ``name`` takes per token: ``NGRAM_SLOTS`` for ``charN``, else 1."""
+    return NGRAM_SLOTS if _NGRAM.match(name) else 1
+
+
 def _key_function(name: str) -> Callable[[str], str]:
-    """The string under which feature ``name`` looks a token up in its vocabulary."""
+    """The string under which feature ``name`` looks a token up in its vocabulary (``charN``: the list of them).
+
+    ``gazetteer`` keys depend on the sentence (:meth:`WindowEncoder.encode_batch`
+    fills them in); looked up by token alone a token is ``O``.
+    """
     if name == "word":
         return lambda token: token  # the word Vocab normalises by itself
+    if name == "gazetteer":
+        return lambda token: "O"
+    ngram = _NGRAM.match(name)
+    if ngram:
+        n = int(ngram.group(1))
+        return lambda token: char_ngrams(token, n)
     if name == "casing":
         return lambda token: CASING_CATEGORIES[casing(token)]
     if name == "shape":
@@ -127,6 +180,7 @@ class WindowEncoder:
         scheme: str,
         source_scheme: str,
         trained_words: int | None = None,
+        gazetteer: Gazetteer | None = None,
     ):
         if not vocabs:
             raise ConfigError("data.features: at least one feature is needed")
@@ -139,6 +193,15 @@ class WindowEncoder:
                 raise ConfigError(f"{option}: unknown tag scheme {value!r}; choose one of {', '.join(SCHEMES)}")
         self.vocabs = dict(vocabs)
         self.features = list(self.vocabs)
+        if ("gazetteer" in self.features) != (gazetteer is not None):
+            raise ConfigError("the gazetteer feature needs a gazetteer (and a gazetteer needs the feature): "
+                              "build the encoder with WindowEncoder.build")
+        self.gazetteer = gazetteer
+        # Channels of each feature in a window's [C, W] ids, in feature order.
+        self.channels: list[slice] = []
+        for name in self.features:
+            start = self.channels[-1].stop if self.channels else 0
+            self.channels.append(slice(start, start + feature_width(name)))
         self.tags = list(tags)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.half_width = half_width
@@ -151,9 +214,13 @@ class WindowEncoder:
         if not 0 <= self.trained_words <= n_words:
             raise ConfigError(f"trained_words must be in [0, {n_words}], got {trained_words!r}")
         self._keys = [_key_function(name) for name in self.features]
-        self._bos = [v.index(BOS) for v in self.vocabs.values()]
-        self._eos = [v.index(EOS) for v in self.vocabs.values()]
-        self._bos_ids, self._eos_ids = tuple(self._bos), tuple(self._eos)
+        # A boundary position's N-gram channels: the boundary id, then padding.
+        edge = [(v.index(BOS), v.index(EOS), v.pad_id or 0, s.stop - s.start)
+                for v, s in zip(self.vocabs.values(), self.channels)]
+        self._bos_ids = tuple(i for b, _, pad, width in edge for i in (b, *[pad] * (width - 1)))
+        self._eos_ids = tuple(i for _, e, pad, width in edge for i in (e, *[pad] * (width - 1)))
+        self._gazetteer_channel = (self.channels[self.features.index("gazetteer")].start
+                                  if gazetteer is not None else None)
         self._ids_of: dict[str, tuple[int, ...]] = {}
         self._conversion: tuple[torch.Tensor, list[str]] | None = None  # built by _conversion_table
 
@@ -178,7 +245,9 @@ class WindowEncoder:
         affixes (rare ones share ``<unk>``, which teaches the model what an
         unseen affix looks like).  ``extra_words`` (e.g. the most frequent
         words of a pretrained table) are appended to the word vocabulary so
-        that dev and user text find their pretrained vector.
+        that dev and user text find their pretrained vector.  With the
+        ``gazetteer`` feature the encoder keeps the gazetteer of all of
+        ``sentences`` (:class:`~cs224n_nn.ner.gazetteer.Gazetteer`).
         """
         if not sentences:
             raise ConfigError("cannot build vocabularies from an empty training set")
@@ -188,8 +257,10 @@ class WindowEncoder:
         if source_scheme == "auto":
             source_scheme = detect_scheme(s.tags for s in sentences)
         tokens = [t for s in sentences for t in s.tokens]
+        types = entity_types(s.tags for s in sentences)
         vocabs: dict[str, Vocab] = {}
         trained_words = None
+        gazetteer = None
         for name in features:
             key = _key_function(name)
             if name == "word":
@@ -200,13 +271,18 @@ class WindowEncoder:
                     vocab = Vocab.from_tokens([*vocab.itos[len(SPECIALS) :], *extra], specials=SPECIALS)
             elif name == "casing":
                 vocab = Vocab.from_tokens(CASING_CATEGORIES[1:], normalize=False, specials=SPECIALS)
+            elif name == "gazetteer":
+                gazetteer = Gazetteer.from_sentences(sentences, source_scheme)
+                vocab = Vocab.from_tokens(gazetteer_keys(types), normalize=False, specials=SPECIALS)
+            elif _NGRAM.match(name):
+                grams = (g for t in tokens for g in key(t))
+                vocab = Vocab.build(grams, min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
             else:
                 vocab = Vocab.build(map(key, tokens), min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
             vocabs[name] = vocab
-        types = entity_types(s.tags for s in sentences)
         return cls(
             vocabs, tag_set(types, scheme) if scheme in SCHEMES else [], half_width=half_width,
-            scheme=scheme, source_scheme=source_scheme, trained_words=trained_words,
+            scheme=scheme, source_scheme=source_scheme, trained_words=trained_words, gazetteer=gazetteer,
         )
 
     # -- encoding ---------------------------------------------------------
@@ -222,22 +298,29 @@ class WindowEncoder:
         self._conversion = None
 
     def token_ids(self, token: str) -> tuple[int, ...]:
-        """The id of ``token`` in every feature vocabulary, in feature order (memoised)."""
+        """The ids of ``token`` in every channel, in feature order (memoised; ``gazetteer``: its ``O`` id)."""
         ids = self._ids_of.get(token)
         if ids is None:
-            ids = tuple(vocab.stoi.get(vocab.key(key(token)), vocab.unk_id)
-                        for vocab, key in zip(self.vocabs.values(), self._keys))
+            found: list[int] = []
+            for vocab, key, channels in zip(self.vocabs.values(), self._keys, self.channels):
+                if channels.stop - channels.start == 1:
+                    found.append(vocab.stoi.get(vocab.key(key(token)), vocab.unk_id))
+                else:
+                    grams = [vocab.stoi.get(g, vocab.unk_id) for g in key(token)]
+                    found += grams + [vocab.pad_id] * (channels.stop - channels.start - len(grams))
+            ids = tuple(found)
             # Word types repeat (100,000 tokens of news hold about 20,000): each
             # is looked up once; the bound keeps an endless stream from growing it.
             if len(self._ids_of) < _MEMO_LIMIT:
                 self._ids_of[token] = ids
         return ids
 
-    def encode_tokens(self, tokens: Sequence[str]) -> torch.Tensor:
-        """The windows of every token of one sentence: ``LongTensor[L, C, W]``."""
-        return self.encode_batch([tokens])
+    def encode_tokens(self, tokens: Sequence[str], gazetteer: Gazetteer | None = None) -> torch.Tensor:
+        """The windows of every token of one sentence: ``LongTensor[L, C, W]`` (``gazetteer``: see :meth:`encode_batch`)."""
+        return self.encode_batch([tokens], None if gazetteer is None else [gazetteer])
 
-    def encode_batch(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+    def encode_batch(self, sentences: Sequence[Sequence[str]],
+                     gazetteers: Sequence[Gazetteer] | None = None) -> torch.Tensor:
         """The windows of every token of several sentences laid end to end: ``LongTensor[N, C, W]``.
 
         The same windows as ``torch.cat([encode_tokens(s) for s in sentences])``,
@@ -248,8 +331,15 @@ class WindowEncoder:
         ``n + 2h j + w``.  The ids of a token come from :meth:`token_ids`
         once per *distinct* token of the batch: the Python work per token is
         one dictionary lookup.
+
+        The ``gazetteer`` channel is then overwritten with each sentence's
+        matches (:meth:`Gazetteer.match`), by the encoder's own gazetteer or,
+        for training sentences, ``gazetteers[j]`` for sentence ``j`` (the
+        held-out folds' one, :func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`).
         """
         h, width = self.half_width, self.window
+        if gazetteers is not None and len(gazetteers) != len(sentences):
+            raise ValueError(f"encode_batch: {len(gazetteers)} gazetteers for {len(sentences)} sentences")
         # Row 0 holds the <s> ids, row 1 the </s> ids, row r >= 2 the (r-2)-th distinct token's.
         rows: dict[str, int] = {}
         row_of = rows.setdefault
@@ -266,10 +356,25 @@ class WindowEncoder:
             return torch.empty(0, len(self.features), width, dtype=torch.long)
         table = torch.tensor([self._bos_ids, self._eos_ids, *map(self.token_ids, rows)], dtype=torch.long)
         padded = table[torch.tensor(index, dtype=torch.long)]  # [M, C]
+        if self._gazetteer_channel is not None:
+            padded[:, self._gazetteer_channel] = self._gazetteer_ids(sentences, gazetteers)
         # unfold gives [M - 2h, C, W]: window i covers padded rows i .. i + 2h.
         windows = padded.unfold(0, width, 1)
         sentence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long))
         return windows[torch.arange(n) + 2 * h * sentence]
+
+    def _gazetteer_ids(self, sentences: Sequence[Sequence[str]],
+                       gazetteers: Sequence[Gazetteer] | None) -> torch.Tensor:
+        """The ``gazetteer`` channel of :meth:`encode_batch`'s padded rows ``[M]``."""
+        stoi = self.vocabs["gazetteer"].stoi
+        bos, eos = [stoi[BOS]] * self.half_width, [stoi[EOS]] * self.half_width
+        ids: list[int] = []
+        for j, tokens in enumerate(sentences):
+            gazetteer = self.gazetteer if gazetteers is None else gazetteers[j]
+            ids += bos
+            ids += map(stoi.__getitem__, gazetteer.match(tokens))
+            ids += eos
+        return torch.tensor(ids, dtype=torch.long)
 
     def encode_tags(self, tags: Sequence[str], *, where: str = "", lines: Sequence[int] = (),
                     path: str | None = None) -> torch.Tensor:
@@ -367,6 +472,7 @@ class WindowEncoder:
             "scheme": self.scheme,
             "source_scheme": self.source_scheme,
             "trained_words": self.trained_words,
+            **({"gazetteer": self.gazetteer.state_dict()} if self.gazetteer is not None else {}),
         }
 
     @classmethod
@@ -378,6 +484,7 @@ class WindowEncoder:
                 vocabs, list(state["tags"]), half_width=state["half_width"],
                 scheme=state["scheme"], source_scheme=state["source_scheme"],
                 trained_words=state.get("trained_words"),
+                gazetteer=Gazetteer.from_state_dict(state["gazetteer"]) if "gazetteer" in state else None,
             )
         except CheckpointError:
             raise
@@ -394,13 +501,16 @@ class WindowDataset(Dataset):
 
     Holds ``windows: LongTensor[N, C, W]`` and ``tags: LongTensor[N]`` for the
     ``N`` tokens; item ``i`` is ``{"windows": [C, W], "tags": []}``, so the
-    default collate stacks a batch.
+    default collate stacks a batch.  ``gazetteers``: the one each sentence is
+    matched with (training: :func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`),
+    by default the encoder's.
     """
 
-    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
+    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
+                 gazetteers: Sequence[Gazetteer] | None = None):
         windows, tags = [], []
         for i, s in enumerate(sentences):
-            windows.append(encoder.encode_tokens(s.tokens))
+            windows.append(encoder.encode_tokens(s.tokens, None if gazetteers is None else gazetteers[i]))
             tags.append(encoder.encode_tags(s.tags, where=f"{name}: sentence {i + 1}: ", lines=s.lines, path=name))
         self.windows = torch.cat(windows)
         self.tags = torch.cat(tags)
@@ -413,22 +523,32 @@ class WindowDataset(Dataset):
 
 
 def encode_sentence(
-    encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True, path: str | None = None
+    encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True, path: str | None = None,
+    gazetteer: Gazetteer | None = None,
 ) -> dict[str, Any]:
-    """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``)."""
+    """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``).
+
+    ``gazetteer`` replaces the encoder's for this sentence (a training sentence's held-out one).
+    """
     if labeled:
         tags = encoder.encode_tags(sentence.tags, where=where, lines=sentence.lines, path=path)
     else:
         tags = torch.zeros(len(sentence), dtype=torch.long)
-    return {"windows": encoder.encode_tokens(sentence.tokens), "tags": tags}
+    return {"windows": encoder.encode_tokens(sentence.tokens, gazetteer), "tags": tags}
 
 
 class SentenceDataset(Dataset):
-    """Whole sentences (evaluation): item ``i`` is one sentence's windows and tags."""
+    """Whole sentences (evaluation, ``sentence_ll`` training): item ``i`` is one sentence's windows and tags.
 
-    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>"):
+    ``gazetteers`` as for :class:`WindowDataset`.
+    """
+
+    def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
+                 gazetteers: Sequence[Gazetteer] | None = None):
         self.items = [
-            encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True, name) for i, s in enumerate(sentences)
+            encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True, name,
+                            None if gazetteers is None else gazetteers[i])
+            for i, s in enumerate(sentences)
         ]
 
     def __len__(self) -> int:

