@@ -79,16 +79,22 @@ def text(path: Path, n_tokens: int):
 
 
 def untrained_models(train: Path, losses=LOSSES) -> dict:
-    """Eval-mode models of experiments/conll2003.yaml's size, vocabularies from ``train``, one per loss."""
+    """Eval-mode models of the shipped CoNLL config (its features, window and sizes), vocabularies from ``train``,
+    one per loss."""
+    import yaml
+
+    from cs224n_nn.configs import CONFIGS
     from cs224n_nn.ner.conll import read_conll
     from cs224n_nn.ner.features import WindowEncoder
     from cs224n_nn.ner.model import WindowNERModule
 
-    encoder = WindowEncoder.build(read_conll(train), features=["word", "casing", "shape", "prefix3", "suffix3"],
-                                  half_width=3, scheme="IOBES")
+    shipped = yaml.safe_load(CONFIGS["conll2003"].read_text(encoding="utf-8"))
+    data, model = shipped["data"], shipped["model"]
+    encoder = WindowEncoder.build(read_conll(train), features=data["features"], half_width=data["half_width"],
+                                  scheme=data["tag_scheme"])
     return {
-        loss: WindowNERModule(encoder=encoder.state_dict(), word_vectors="none", hidden_dims=[500], loss=loss,
-                              feature_dims={"word": 50, "casing": 8, "shape": 8, "prefix3": 16, "suffix3": 16}).eval()
+        loss: WindowNERModule(encoder=encoder.state_dict(), word_vectors="none", hidden_dims=model["hidden_dims"],
+                              loss=loss, feature_dims=model["feature_dims"]).eval()
         for loss in losses
     }
 
