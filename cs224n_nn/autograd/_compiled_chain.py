@@ -47,14 +47,6 @@ from ._plain import plain_backward
 COMPILE_MIN_NUMEL = 1 << 18
 
 _FLOATS = (torch.float32, torch.float64)
-# Eager CPU ``addcmul`` (tanh's ``1 - y y``) rounds its multiply-add once, a
-# fused multiply-add; inductor's C++ lowering writes a multiply and an add,
-# which the C++ compiler contracts back into one FMA only when allowed to.
-_OPTIONS = {"cpp.enable_floating_point_contract_flag": "fast"}
-#: A multiple of every CPU vector block (two AVX-512 registers of float32,
-#: 32 elements): :func:`backward_chain` takes the elements past the last whole
-#: block from the eager formula.
-REMAINDER_BLOCK = 64
 _compiled: dict[Callable, Callable] = {}  # chain -> its compiled copy
 
 
@@ -66,7 +58,7 @@ def compiled_copy(chain: Callable) -> Callable:
     formulas share the wrapper's, so through it they would soon pass its limit of 8 and run eagerly.
     """
     if chain not in _compiled:
-        _compiled[chain] = torch.compile(inspect.unwrap(chain), dynamic=True, fullgraph=True, options=_OPTIONS)
+        _compiled[chain] = torch.compile(inspect.unwrap(chain), dynamic=True, fullgraph=True)
     return _compiled[chain]
 
 
@@ -86,18 +78,8 @@ def eligible(g: torch.Tensor, saved: torch.Tensor) -> bool:
 def backward_chain(chain: Callable, g: torch.Tensor, saved: torch.Tensor, *params: float) -> torch.Tensor:
     """``chain(g, saved, *params)`` for a backward pass: through the compiled copy when :func:`eligible`."""
     if eligible(g, saved):
-        flat_g, flat_saved = g.view(-1), saved.view(-1)
         try:
-            out = compiled_copy(chain)(flat_g, flat_saved, *params)
+            return compiled_copy(chain)(g.view(-1), saved.view(-1), *params).view(g.shape)
         except Exception as err:  # noqa: BLE001 -- any compiler failure: warn once, then eager
             _compile.mark_failed(f"the compiled backward of {chain.__name__}", err)
-        else:
-            # Past the last whole vector block eager ATen runs scalar code, which rounds tanh's
-            # multiply-add twice where the compiled loop keeps one FMA: those few elements come
-            # from the eager formula itself, on a slice that starts at a block boundary (so eager
-            # treats it as it treats the end of the whole tensor).
-            rest = out.numel() % REMAINDER_BLOCK
-            if rest:
-                out[-rest:] = chain(flat_g[-rest:], flat_saved[-rest:], *params)
-            return out.view(g.shape)
     return chain(g, saved, *params)
