@@ -50,10 +50,10 @@ def _same(ours, theirs) -> str | None:
     theirs = theirs if isinstance(theirs, tuple) else (theirs,)
     for a, b in zip(ours, theirs):
         a, b = a.to_dense() if a.is_sparse else a, b.to_dense() if b.is_sparse else b
-        try:
-            torch.testing.assert_close(a, b, equal_nan=True, rtol=1e-5, atol=1e-6)
-        except AssertionError:
-            bad = ~(torch.isclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return f"ours is {a.dtype} {tuple(a.shape)}, torch's {b.dtype} {tuple(b.shape)}"
+        bad = ~torch.isclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+        if bad.any():
             i = int(bad.flatten().nonzero()[0])
             return f"{int(bad.sum())} of {a.numel()} entries differ (first: ours {a.flatten()[i].item()}, torch {b.flatten()[i].item()})"
     return None
