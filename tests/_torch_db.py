@@ -80,9 +80,31 @@ def _embedding(weight, idx, **kwargs):
 
 def _dropout(input, *args, **kwargs):
     # The OpInfo's op seeds torch's RNG with 42 before each call (``wrapper_set_seed``); ours is wrapped
-    # the same way. cs224n_nn.autograd.dropout.keep_mask documents that it draws the same CPU mask as
-    # torch.nn.functional.dropout after the same seed, so values and gradients can be compared exactly.
+    # the same way, and so is its reference (``torch_dropout``), so both draw the same mask.
     return wrapper_set_seed(cf.dropout, input, *args, **kwargs)
+
+
+def inverted_dropout(input, p=0.5, training=True, inplace=False):
+    """torch's inverted dropout ``x * m / (1 - p)``, ``m ~ Bernoulli(1 - p)``, in torch ops, with the draw
+    cs224n_nn.autograd.dropout.keep_mask documents: ``m = u < 1 - p`` for ``u = torch.rand_like(x)``
+    (float32 uniforms for half and bfloat16 inputs).
+
+    ``torch.nn.functional.dropout`` samples the same law with ``bernoulli_``, a different stream: after
+    the same seed its mask differs from ours, so values are compared with this formula instead, and the
+    law itself (the kept fraction) is tested in test_linear_dropout_embedding.
+    """
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0.0  # torch returns zeros (and a zero gradient), no division by keep_prob 0
+    low_precision = input.dtype in (torch.float16, torch.bfloat16)
+    u = torch.rand_like(input, dtype=torch.float32 if low_precision else input.dtype)
+    return input * ((u < 1 - p).to(input.dtype) / (1 - p))
+
+
+def torch_dropout(input, *args, **kwargs):
+    """:func:`inverted_dropout` seeded as the dropout OpInfo seeds its op (the reference of ``_dropout``)."""
+    return wrapper_set_seed(inverted_dropout, input, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,8 @@ class OpTwin:
     ours: Callable[..., Any]
     kwarg_names: dict[str, str] = field(default_factory=dict)
     to_functional: Callable[[Any, tuple], tuple] = lambda input, args: (input, *args)
+    #: What ours is compared with, when not the OpInfo's op itself (dropout: the same law, another draw).
+    reference: Callable[..., Any] | None = None
 
     def call_ours(self, input, *args, **kwargs):
         return self.ours(input, *args, **{self.kwarg_names.get(k, k): v for k, v in kwargs.items()})
@@ -107,6 +131,11 @@ class OpTwin:
     @property
     def opinfo(self):
         return opinfo(self.torch_name)
+
+    @property
+    def torch_op(self) -> Callable[..., Any]:
+        """The function whose values and gradients ours must match: ``reference`` or the OpInfo's op."""
+        return self.reference or self.opinfo.op
 
 
 OP_TWINS: dict[str, OpTwin] = {t.torch_name: t for t in (
@@ -119,7 +148,7 @@ OP_TWINS: dict[str, OpTwin] = {t.torch_name: t for t in (
     OpTwin("nn.functional.linear", "affine", cf.affine),
     OpTwin("nn.functional.embedding", "embedding", _embedding,
            to_functional=lambda weight, args: (args[0], weight)),
-    OpTwin("nn.functional.dropout", "dropout", _dropout),
+    OpTwin("nn.functional.dropout", "dropout", _dropout, reference=torch_dropout),
     OpTwin("nn.functional.multi_margin_loss", "multiclass_max_margin_loss", cf.multiclass_max_margin_loss),
     OpTwin("nn.functional.cross_entropy", "softmax_cross_entropy", cf.softmax_cross_entropy),
 )}

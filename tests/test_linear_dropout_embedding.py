@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch.autograd import gradcheck, gradgradcheck
 
 import cs224n_nn.autograd as A
+from _torch_db import inverted_dropout
 import cs224n_nn.functional as F
 
 TOL = {
@@ -124,13 +125,41 @@ def test_affine_bad_shapes_and_dtypes():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_dropout_reproduces_torch_mask_and_gradient_under_the_same_seed(p, device):
+def test_dropout_is_torch_inverted_dropout_on_the_documented_draw(p, device):
+    """Values and gradient equal torch's ``x * m / (1 - p)`` with ``m = rand_like(x) < 1 - p`` after the same seed."""
     x = torch.randn(1000, 3, device=device)
     torch.manual_seed(7)
     ours = grads(lambda v: F.dropout(v, p), leaves(x))
     torch.manual_seed(7)
-    ref = grads(lambda v: TF.dropout(v, p), leaves(x))
+    ref = grads(lambda v: inverted_dropout(v, p), leaves(x))
     torch.testing.assert_close(ours, ref)
+    torch.manual_seed(7)
+    kept = A.keep_mask(x, p) != 0
+    torch.manual_seed(7)
+    assert torch.equal(kept, torch.rand_like(x) < 1 - p)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keeps_each_unit_with_probability_one_minus_p(p, dtype):
+    """The law torch's dropout samples: the kept fraction of 400,000 units is within 5 binomial sd of 1 - p.
+
+    For half and bfloat16 inputs too (their uniforms are drawn in float32: a bfloat16 uniform near 1 is a
+    multiple of 2^-8, which would move P(kept) by up to about 0.4 %, 20 sd at this size). The torch twin,
+    ``F.dropout``, is held to the same bound as the harness's own check.
+    """
+    n, keep = 400_000, 1 - p
+    bound = 5 * (keep * p / n) ** 0.5
+    torch.manual_seed(11)
+    x = torch.ones(n, dtype=dtype)
+    for drop in (F.dropout, TF.dropout):
+        kept = (drop(x, p) != 0).double().mean().item()
+        assert abs(kept - keep) < bound, (drop, kept, keep)
+    # Successive draws differ, and the same seed repeats the draw.
+    torch.manual_seed(12)
+    a, b = A.keep_mask(x, p), A.keep_mask(x, p)
+    torch.manual_seed(12)
+    assert not torch.equal(a, b) and torch.equal(A.keep_mask(x, p), a)
 
 
 @pytest.mark.parametrize("dtype", list(TOL), ids=str)
@@ -156,7 +185,7 @@ def test_dropout_shapes_and_non_contiguous_and_nan():
         torch.manual_seed(3)
         ours = grads(lambda v: F.dropout(v, 0.3), leaves(x))
         torch.manual_seed(3)
-        ref = grads(lambda v: TF.dropout(v, 0.3), leaves(x))
+        ref = grads(lambda v: inverted_dropout(v, 0.3), leaves(x))
         torch.testing.assert_close(ours, ref, equal_nan=True)
 
 

@@ -202,13 +202,14 @@ def test_dropout_module(dtype, index):
     """torch.nn.Dropout has no ModuleInfo in module_db: its twin runs on the dropout OpInfo's samples instead.
 
     Same p, same train/eval mode, same seed before each forward: the same output and gradient as
-    torch.nn.Dropout (p = 0, 0.5, 1; training and eval; 2-D, 1-D and 0-d inputs).
+    torch's inverted dropout on the same draw (``db.inverted_dropout``: torch.nn.Dropout's formula; its
+    own mask comes from another random stream); p = 0, 0.5, 1; training and eval; 2-D, 1-D and 0-d inputs.
     """
     sample = db.op_samples("nn.functional.dropout", dtype, "sample", False)[index]
     p, training = sample.kwargs.get("p", 0.5), sample.kwargs.get("training", True)
     outs, grads = [], []
-    for cls in (torch.nn.Dropout, db.MODULE_TWINS["Dropout"].ours_cls):
-        m = cls(p).train(training)
+    torch_twin = lambda x: db.inverted_dropout(x, p, training)  # noqa: E731
+    for m in (torch_twin, db.MODULE_TWINS["Dropout"].ours_cls(p).train(training)):
         x = db.clone_tree(sample.input, lambda t: True)
         torch.manual_seed(42)
         y = m(x)

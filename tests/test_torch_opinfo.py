@@ -5,7 +5,8 @@ declares on CPU:
 
 * ``test_sample`` / ``test_reference``: every ``sample_inputs`` / ``reference_inputs`` case gives our
   values and (where torch differentiates that dtype) our gradients for a random cotangent, equal to
-  torch's within the dtype's tolerance.
+  torch's within the dtype's tolerance (for dropout, whose mask torch draws from another stream,
+  torch's formula on our draw: ``_torch_db.inverted_dropout``).
 * ``test_error``: every ``error_inputs`` case raises in ours too (and in torch, which guards the harness).
 * ``test_gradcheck``: in float64, torch's own gradient tests on ``sample_inputs(requires_grad=True)``:
   gradcheck (with batched gradients when the OpInfo asks), gradgradcheck, forward-over-reverse and
@@ -81,7 +82,7 @@ def _check_sample(name: str, dtype: torch.dtype, kind: str, index: int) -> None:
         return out, leaves, g, cot
 
     try:
-        theirs_out, _, g_theirs, cot = run(op.op, t_input, t_args, t_kwargs)
+        theirs_out, _, g_theirs, cot = run(twin.torch_op, t_input, t_args, t_kwargs)
     except db.INPUT_ERRORS:
         # torch refuses the case itself on CPU (e.g. embedding's "scale_grad_by_freq not supported with
         # sparse gradients", raised in backward): ours must refuse it too, in forward or backward.
@@ -96,7 +97,7 @@ def _check_sample(name: str, dtype: torch.dtype, kind: str, index: int) -> None:
         up = lambda t: t.to(torch.float64) if t.is_floating_point() else t  # noqa: E731
         x_input, x_args, x_kwargs = db.clone_tree((input, args, kwargs))
         x_input, x_args, x_kwargs = torch.utils._pytree.tree_map_only(torch.Tensor, up, (x_input, x_args, x_kwargs))
-        truth_out, _, g_truth, _ = run(op.op, x_input, x_args, x_kwargs,
+        truth_out, _, g_truth, _ = run(twin.torch_op, x_input, x_args, x_kwargs,
                                        None if cot is None else [c.double() for c in cot])
 
     assert len(ours_out) == len(theirs_out)

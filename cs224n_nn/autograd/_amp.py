@@ -43,6 +43,11 @@ def _eligible(t) -> bool:
     return isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
 
 
+def _policy_dtype(policy: str, device_type: str) -> torch.dtype:
+    """The dtype an op on autocast's ``policy`` list computes in while autocast is on for ``device_type``."""
+    return torch.get_autocast_dtype(device_type) if policy == "lower" else torch.float32
+
+
 def autocast_inputs(policy: str, *tensors):
     """``tensors`` cast as torch's autocast would for an op on its ``policy`` list ("lower" or "float32").
 
@@ -54,8 +59,21 @@ def autocast_inputs(policy: str, *tensors):
     device_type = first.device.type
     if not torch.is_autocast_enabled(device_type):
         return tensors
-    dtype = torch.get_autocast_dtype(device_type) if policy == "lower" else torch.float32
+    dtype = _policy_dtype(policy, device_type)
     return tuple(t.to(dtype) if _eligible(t) and t.device.type == device_type else t for t in tensors)
+
+
+def autocast_dtype(policy: str, t: torch.Tensor) -> torch.dtype:
+    """The dtype :func:`autocast_inputs` gives ``t`` under ``policy`` (without making the cast)."""
+    device_type = t.device.type
+    if not torch.is_autocast_enabled(device_type) or not _eligible(t):
+        return t.dtype
+    return _policy_dtype(policy, device_type)
+
+
+def cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, skipped when ``t`` has that dtype already (``to`` costs about 2 us even then)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def in_float32(formula: Callable) -> Callable:
@@ -81,10 +99,12 @@ def outside_autocast(rule: Callable) -> Callable:
 
     @functools.wraps(rule)
     def wrapped(ctx, *args):
-        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        if first is None or not torch.is_autocast_enabled(first.device.type):
-            return rule(ctx, *args)
-        with torch.autocast(first.device.type, enabled=False):
-            return rule(ctx, *args)
+        for first in args:  # (a loop, not next() over a generator: this runs on every backward)
+            if isinstance(first, torch.Tensor):
+                if torch.is_autocast_enabled(first.device.type):
+                    with torch.autocast(first.device.type, enabled=False):
+                        return rule(ctx, *args)
+                break
+        return rule(ctx, *args)
 
     return wrapped

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import torch
 
-from ._amp import autocast_inputs
+from ._amp import autocast_dtype, cast
 from ._compiled_chain import backward_chain
 from ._function import HandWrittenFunction
 from . import _validate
@@ -126,7 +126,7 @@ class DenseLayer(HandWrittenFunction):
         if mask is None:
             return y, (None if act.saves == "output" else z)
         _mask_check(mask, y)
-        out = y * mask.to(y.dtype)
+        out = y * cast(mask, y.dtype)
         return out, (y if act.saves == "output" else z)
 
     @staticmethod
@@ -144,7 +144,7 @@ class DenseLayer(HandWrittenFunction):
     def backward(ctx, grad, grad_hidden):
         x, weight, saved, mask = ctx.saved_tensors
         act = ACTIVATIONS[ctx.activation]
-        g = grad if grad is None or mask is None else grad * mask.to(grad.dtype)
+        g = grad if grad is None or mask is None else grad * cast(mask, grad.dtype)
         if grad_hidden is not None and act.saves == "output":  # hidden is f(z): its gradient joins dJ/da
             g = grad_hidden if g is None else g + grad_hidden
         delta = None if g is None else backward_chain(act.chain, g, saved, *ctx.params)
@@ -162,7 +162,7 @@ class DenseLayer(HandWrittenFunction):
         if z_t is None:  # only the (constant) mask had a tangent
             z_t = saved.new_zeros(saved.shape)
         y_t = act.chain(z_t, saved, *ctx.params)
-        out_t = y_t if mask is None else y_t * mask.to(y_t.dtype)
+        out_t = y_t if mask is None else y_t * cast(mask, y_t.dtype)
         if mask is None and act.saves == "output":
             return out_t, None
         return out_t, (y_t if act.saves == "output" else z_t)
@@ -205,9 +205,7 @@ class DenseCrossEntropy(HandWrittenFunction):
         loss, logp = output
         needs_x, needs_w, _ = ctx.needs_input_grad[:3]
         ctx.ignore_index, ctx.reduction, ctx.eps = ignore_index, reduction, float(label_smoothing)
-        # The dtype the scores were computed in (autocast's "lower" policy on an
-        # empty slice of x: the policy's one place, at the cost of no copy).
-        ctx.dtype = autocast_inputs("lower", x[:0])[0].dtype
+        ctx.dtype = autocast_dtype("lower", x)  # the dtype the scores were computed in
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x if needs_w else None, weight if needs_x else None, logp, target, class_weight)
         ctx.save_for_forward(x, weight, logp, target, class_weight)
@@ -224,7 +222,7 @@ class DenseCrossEntropy(HandWrittenFunction):
             delta = through_logp if delta is None else delta + through_logp
         if delta is None:
             return (None,) * 8
-        return (*affine_backward(delta.to(ctx.dtype), x, weight, *ctx.needs_input_grad[:3]),) + (None,) * 5
+        return (*affine_backward(cast(delta, ctx.dtype), x, weight, *ctx.needs_input_grad[:3]),) + (None,) * 5
 
     @staticmethod
     def jvp(ctx, x_t, w_t, b_t, *_constant_tangents):

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ._amp import autocast_inputs
+from ._amp import autocast_inputs, cast
 from ._function import HandWrittenFunction
 from . import _validate
 
@@ -47,9 +47,9 @@ def affine_backward(delta, x, weight, needs_x: bool, needs_w: bool, needs_b: boo
     rows = _rows(delta)
     dx = dw = db = None
     if needs_x:
-        dx = torch.mm(rows, weight.to(delta.dtype)).reshape(*delta.shape[:-1], weight.shape[1])
+        dx = torch.mm(rows, cast(weight, delta.dtype)).reshape(*delta.shape[:-1], weight.shape[1])
     if needs_w:
-        dw = torch.mm(rows.t(), _rows(x).to(delta.dtype))
+        dw = torch.mm(rows.t(), cast(_rows(x), delta.dtype))
     if needs_b:
         db = rows.sum(0)
     return dx, dw, db
