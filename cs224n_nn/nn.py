@@ -86,7 +86,9 @@ class Dropout(_tnn.Dropout):
     """Inverted dropout (notes section 7.3): in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``;
     ``dy/dx = mask / (1 - p)``. The identity in ``eval()`` mode.
 
-    ``p`` is the drop probability, as in torch, in [0, 1] (``p = 1`` gives zeros).
+    ``p`` is the drop probability, as in torch, in [0, 1] (``p = 1`` gives zeros). The mask is
+    :func:`cs224n_nn.autograd.keep_mask`'s: the same law as torch's, drawn from a cheaper uniform draw,
+    so it is not the mask ``torch.nn.Dropout`` draws after the same seed.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
