@@ -47,10 +47,15 @@ class Embedding(HandWrittenFunction):
 
     @staticmethod
     def forward(ids, weight, padding_idx=None, sparse=False, scale_grad_by_freq=False):
-        _validate.embedding(ids, weight, padding_idx)
+        # On CPU index_select refuses an out-of-range id itself, so the ids' values are read only
+        # once it has failed (for our message); elsewhere before the lookup, since a device-side
+        # assert cannot be caught.
+        on_cpu = weight.device.type == "cpu"
+        _validate.embedding(ids, weight, padding_idx, ids_now=not on_cpu)
         if sparse and scale_grad_by_freq:
             raise ValueError("scale_grad_by_freq=True is not supported with sparse=True (torch refuses it too)")
-        rows = weight.index_select(0, ids.reshape(-1))
+        rows = _validate.explained(lambda: weight.index_select(0, ids.reshape(-1)),
+                                   lambda: _validate.bad_ids(ids, weight.shape[0]))
         return rows.reshape(*ids.shape, weight.shape[1])
 
     @staticmethod
