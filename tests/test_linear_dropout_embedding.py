@@ -299,3 +299,36 @@ def test_cuda_layers_keep_the_device():
     assert all(g.device == x.device for g in grads)
     with pytest.raises(IndexError, match="found id 9"):
         F.embedding(torch.tensor([9], device="cuda"), w)
+
+
+def test_embedding_cpu_reads_the_ids_only_after_the_lookup_refused_one(monkeypatch):
+    # A good CPU lookup never reduces the ids on the host (index_select checks them itself) ...
+    weight = torch.randn(5, 3, requires_grad=True)
+    ids = torch.tensor([[0, 4], [2, 2]])
+    expected = TF.embedding(ids, weight.detach())
+
+    def no_host_read(*args, **kwargs):
+        raise AssertionError("aminmax ran on a good call")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "aminmax", no_host_read)
+        assert torch.equal(F.embedding(ids, weight), expected)
+    # ... and a bad one still gets our one-line message, without torch's error chained to it.
+    with pytest.raises(IndexError) as bad:
+        F.embedding(torch.tensor([[1, 7], [0, -3]]), weight)
+    assert str(bad.value) == "input (the ids) must lie in [0, 5) (num_embeddings=5); found id -3"
+    assert bad.value.__cause__ is None and bad.value.__suppress_context__
+
+
+def test_explained_keeps_torch_error_when_it_finds_nothing_wrong():
+    from cs224n_nn.autograd import _validate
+
+    def fails():
+        raise RuntimeError("not about an index")
+
+    with pytest.raises(RuntimeError, match="not about an index"):
+        _validate.explained(fails, lambda: None)
+    with pytest.raises(IndexError, match="ours") as ours:
+        _validate.explained(fails, lambda: IndexError("ours"))
+    assert ours.value.__suppress_context__
+    assert torch.equal(_validate.explained(lambda: torch.ones(2), lambda: None), torch.ones(2))
