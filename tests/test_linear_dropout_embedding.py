@@ -332,3 +332,30 @@ def test_explained_keeps_torch_error_when_it_finds_nothing_wrong():
         _validate.explained(fails, lambda: IndexError("ours"))
     assert ours.value.__suppress_context__
     assert torch.equal(_validate.explained(lambda: torch.ones(2), lambda: None), torch.ones(2))
+
+
+@pytest.mark.parametrize("padding_idx", [0, -1])
+def test_embedding_padding_row_gets_no_gradient_in_every_backward_mode(padding_idx):
+    # The padding row is zeroed in the summed table (in place only in a plain backward): plain,
+    # double backward, batched gradients and vmap over the backward all equal torch's exactly.
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    ids = torch.tensor([[0, 5, 2], [5, 5, 0]])
+    pad_row = padding_idx % weight.shape[0]
+    up = torch.randn(2, 3, 3, dtype=torch.float64, generator=gen)
+    up[0, 0 if pad_row == 0 else 1] = float("nan")  # at a padding position: must not reach the table
+    for create_graph in (False, True):
+        v = up.clone().requires_grad_(create_graph)
+        ours = torch.autograd.grad(F.embedding(ids, weight, padding_idx), weight, v, create_graph=create_graph)[0]
+        ref = torch.autograd.grad(TF.embedding(ids, weight, padding_idx), weight, v, create_graph=create_graph)[0]
+        assert torch.equal(ours, ref) and not ours[pad_row].any()
+        if create_graph:  # double backward: d(sum of the table's gradient)/d(upstream), 0 at padding positions
+            second = torch.autograd.grad(ours.sum(), v)[0]
+            assert torch.equal(second, torch.autograd.grad(ref.sum(), v)[0]) and not second[ids == pad_row].any()
+    batch = torch.randn(4, 2, 3, 3, dtype=torch.float64, generator=gen)
+    ours_b = torch.autograd.grad(F.embedding(ids, weight, padding_idx), weight, batch, is_grads_batched=True)[0]
+    ref_b = torch.autograd.grad(TF.embedding(ids, weight, padding_idx), weight, batch, is_grads_batched=True)[0]
+    assert torch.equal(ours_b, ref_b) and not ours_b[:, pad_row].any()
+    jac = torch.func.jacrev(lambda w: F.embedding(ids, w, padding_idx))(weight.detach())
+    ref_jac = torch.func.jacrev(lambda w: TF.embedding(ids, w, padding_idx))(weight.detach())
+    assert torch.equal(jac, ref_jac) and not jac[..., pad_row, :].any()
