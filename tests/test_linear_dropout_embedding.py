@@ -328,3 +328,63 @@ def test_cuda_layers_keep_the_device():
     assert all(g.device == x.device for g in grads)
     with pytest.raises(IndexError, match="found id 9"):
         F.embedding(torch.tensor([9], device="cuda"), w)
+
+
+def test_embedding_cpu_reads_the_ids_only_after_the_lookup_refused_one(monkeypatch):
+    # A good CPU lookup never reduces the ids on the host (index_select checks them itself) ...
+    weight = torch.randn(5, 3, requires_grad=True)
+    ids = torch.tensor([[0, 4], [2, 2]])
+    expected = TF.embedding(ids, weight.detach())
+
+    def no_host_read(*args, **kwargs):
+        raise AssertionError("aminmax ran on a good call")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "aminmax", no_host_read)
+        assert torch.equal(F.embedding(ids, weight), expected)
+    # ... and a bad one still gets our one-line message, without torch's error chained to it.
+    with pytest.raises(IndexError) as bad:
+        F.embedding(torch.tensor([[1, 7], [0, -3]]), weight)
+    assert str(bad.value) == "input (the ids) must lie in [0, 5) (num_embeddings=5); found id -3"
+    assert bad.value.__cause__ is None and bad.value.__suppress_context__
+
+
+def test_explained_keeps_torch_error_when_it_finds_nothing_wrong():
+    from cs224n_nn.autograd import _validate
+
+    def fails():
+        raise RuntimeError("not about an index")
+
+    with pytest.raises(RuntimeError, match="not about an index"):
+        _validate.explained(fails, lambda: None)
+    with pytest.raises(IndexError, match="ours") as ours:
+        _validate.explained(fails, lambda: IndexError("ours"))
+    assert ours.value.__suppress_context__
+    assert torch.equal(_validate.explained(lambda: torch.ones(2), lambda: None), torch.ones(2))
+
+
+@pytest.mark.parametrize("padding_idx", [0, -1])
+def test_embedding_padding_row_gets_no_gradient_in_every_backward_mode(padding_idx):
+    # The padding row is zeroed in the summed table (in place only in a plain backward): plain,
+    # double backward, batched gradients and vmap over the backward all equal torch's exactly.
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    ids = torch.tensor([[0, 5, 2], [5, 5, 0]])
+    pad_row = padding_idx % weight.shape[0]
+    up = torch.randn(2, 3, 3, dtype=torch.float64, generator=gen)
+    up[0, 0 if pad_row == 0 else 1] = float("nan")  # at a padding position: must not reach the table
+    for create_graph in (False, True):
+        v = up.clone().requires_grad_(create_graph)
+        ours = torch.autograd.grad(F.embedding(ids, weight, padding_idx), weight, v, create_graph=create_graph)[0]
+        ref = torch.autograd.grad(TF.embedding(ids, weight, padding_idx), weight, v, create_graph=create_graph)[0]
+        assert torch.equal(ours, ref) and not ours[pad_row].any()
+        if create_graph:  # double backward: d(sum of the table's gradient)/d(upstream), 0 at padding positions
+            second = torch.autograd.grad(ours.sum(), v)[0]
+            assert torch.equal(second, torch.autograd.grad(ref.sum(), v)[0]) and not second[ids == pad_row].any()
+    batch = torch.randn(4, 2, 3, 3, dtype=torch.float64, generator=gen)
+    ours_b = torch.autograd.grad(F.embedding(ids, weight, padding_idx), weight, batch, is_grads_batched=True)[0]
+    ref_b = torch.autograd.grad(TF.embedding(ids, weight, padding_idx), weight, batch, is_grads_batched=True)[0]
+    assert torch.equal(ours_b, ref_b) and not ours_b[:, pad_row].any()
+    jac = torch.func.jacrev(lambda w: F.embedding(ids, w, padding_idx))(weight.detach())
+    ref_jac = torch.func.jacrev(lambda w: TF.embedding(ids, w, padding_idx))(weight.detach())
+    assert torch.equal(jac, ref_jac) and not jac[..., pad_row, :].any()

@@ -405,3 +405,43 @@ def test_multi_margin_takes_0d_scores_like_torch(target, reduction):
     torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(twin.sum(), x)[0])
     with pytest.raises(IndexError, match=r"target must lie in \[0, 1\)"):
         F.multiclass_max_margin_loss(x, torch.tensor(1))
+
+
+def test_multiclass_cpu_reads_the_targets_only_after_gather_refused_one(monkeypatch):
+    x = torch.randn(3, 4, requires_grad=True)
+    target = torch.tensor([0, 3, 1])
+    expected = TF.multi_margin_loss(x.detach(), target)
+
+    def no_host_read(*args, **kwargs):
+        raise AssertionError("aminmax ran on a good call")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "aminmax", no_host_read)
+        assert torch.equal(F.multiclass_max_margin_loss(x, target), expected)
+    for bad, found in (([0, 4, 1], 4), ([0, -2, 1], -2)):
+        with pytest.raises(IndexError) as error:
+            F.multiclass_max_margin_loss(x, torch.tensor(bad))
+        assert str(error.value) == f"target must lie in [0, 4); found {found}"
+        assert error.value.__suppress_context__
+
+
+def test_multiclass_hinge_drops_nan_exactly_as_fmax():
+    # clamp_min + nan_to_num stands for fmax(z, 0): the same value and sign at NaN, +-inf, +-0.
+    x = torch.tensor([[float("nan"), 0.0, -1.0, 2.0], [float("inf"), -float("inf"), -0.0, 1.0],
+                      [-1.0, -2.0, 5.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([1, 3, 2])
+    for margin in (1.0, 0.0, -0.0):
+        ours = F.multiclass_max_margin_loss(x, target, margin=margin, reduction="none")
+        ref = TF.multi_margin_loss(x, target, margin=margin, reduction="none")
+        torch.testing.assert_close(ours, ref, equal_nan=True, rtol=0, atol=0)
+        assert torch.equal(torch.signbit(ours), torch.signbit(ref))
+
+
+def test_max_margin_equal_shapes_skip_the_broadcast_check_but_others_keep_it(monkeypatch):
+    s, s_c = torch.randn(4), torch.randn(4)
+    with monkeypatch.context() as m:
+        m.setattr(torch, "broadcast_shapes", lambda *a: (_ for _ in ()).throw(AssertionError("called")))
+        torch.testing.assert_close(F.max_margin_loss(s, s_c), torch.clamp(1 + s_c - s, min=0).mean())
+    torch.testing.assert_close(F.max_margin_loss(s, s_c[:1]), torch.clamp(1 + s_c[:1] - s, min=0).mean())
+    with pytest.raises(ValueError, match="must broadcast together"):
+        F.max_margin_loss(s, torch.randn(3))

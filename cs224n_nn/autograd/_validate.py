@@ -16,6 +16,7 @@ with torch's own, less specific message.
 from __future__ import annotations
 
 from numbers import Real
+from typing import Callable
 
 import torch
 
@@ -110,8 +111,14 @@ def affine(x, weight, bias) -> None:
         same_dtype(bias, "bias", weight, "weight")
 
 
-def embedding(ids, weight, padding_idx) -> None:
-    """The lookup's arguments: integer ids inside the table, a 2-D float table, padding_idx within it."""
+def embedding(ids, weight, padding_idx, *, ids_now: bool = True) -> None:
+    """The lookup's arguments: integer ids inside the table, a 2-D float table, padding_idx within it.
+
+    ``ids_now=False`` leaves the ids' values to the caller (:func:`bad_ids`):
+    on CPU the lookup's own kernel refuses an out-of-range id, so the lookup
+    asks for our message only once that kernel has failed, and no good call
+    pays for a reduction and two host reads.
+    """
     tensor(ids, "input")
     if ids.dtype not in _INDEX_DTYPES:
         raise TypeError(f"input (the ids) must be an int64 or int32 tensor, got {ids.dtype}")
@@ -124,14 +131,39 @@ def embedding(ids, weight, padding_idx) -> None:
             raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
         if not -num <= padding_idx < num:
             raise ValueError(f"padding_idx must be within [-{num}, {num}) (num_embeddings={num}), got {padding_idx}")
+    if ids_now and (error := bad_ids(ids, num)) is not None:
+        raise error
+
+
+def explained(compute: Callable[[], torch.Tensor], explain: Callable[[], Exception | None]) -> torch.Tensor:
+    """``compute()``; if its indexing kernel refuses an index, ``explain()``'s error (one line) instead of torch's.
+
+    For the lookups whose CPU kernels check every index anyway (``index_select``,
+    ``gather``): the values are read on the host only after such a failure, so a
+    good call pays nothing for our message. ``explain`` returns None when it finds
+    nothing wrong, and torch's error is raised as it was.
+    """
+    try:
+        return compute()
+    except (IndexError, RuntimeError):
+        error = explain()
+        if error is None:
+            raise
+        raise error from None
+
+
+def bad_ids(ids: torch.Tensor, num: int) -> IndexError | None:
+    """The error naming an id outside ``[0, num)``, or None when all are inside or the values cannot be read."""
     if ids.numel() and values_checkable(ids):
         low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or high >= num:
             bad = low if low < 0 else high
-            raise IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
+            return IndexError(f"input (the ids) must lie in [0, {num}) (num_embeddings={num}); found id {bad}")
+    return None
 
 
-def class_targets(scores, target, *, ignore_index: int | None = None, allow_scalar: bool = False) -> bool | None:
+def class_targets(scores, target, *, ignore_index: int | None = None, allow_scalar: bool = False,
+                  values_now: bool = True) -> bool | None:
     """Class-index targets for scores (N, C) -> target (N,), or scores (C,) -> target () or (1,).
 
     With ``allow_scalar`` (the multi-margin loss, as torch), 0-d scores are one
@@ -141,7 +173,9 @@ def class_targets(scores, target, *, ignore_index: int | None = None, allow_scal
     Returns True when every target was read and is a class index in [0, C)
     (none ignored), False when some may be ``ignore_index``, None when the
     values cannot be read (under ``torch.compile`` or a ``torch.func``
-    transform) or there are none.
+    transform) or there are none. ``values_now=False`` checks the shapes and
+    dtypes only (returning None) and leaves the values to the caller, who asks
+    :func:`bad_targets` once its own indexing kernel has refused one (on CPU).
     """
     floating(scores, "input")
     tensor(target, "target")
@@ -158,20 +192,34 @@ def class_targets(scores, target, *, ignore_index: int | None = None, allow_scal
         raise ValueError(f"input must be 1-D (C,) or 2-D (N, C) scores{scalar}, got shape {tuple(scores.shape)}")
     if not ok:
         raise ValueError(f"target must have shape {expected} for input of shape {tuple(scores.shape)}, got {tuple(target.shape)}")
-    classes = scores.shape[-1] if scores.dim() else 1
-    if not target.numel() or not values_checkable(target):
+    if not values_now or not target.numel() or not values_checkable(target):
         return None
+    classes = scores.shape[-1] if scores.dim() else 1
     low, high = (int(v) for v in torch.aminmax(target))
     if 0 <= low and high < classes and (ignore_index is None or not low <= ignore_index <= high):
         return True  # the usual case, settled by one reduction
+    error = _target_error(target, classes, ignore_index)
+    if error is not None:
+        raise error
+    return False
+
+
+def bad_targets(target: torch.Tensor, classes: int) -> IndexError | None:
+    """The error naming a target outside ``[0, classes)``, or None when all are inside or the values cannot be read."""
+    if target.numel() and values_checkable(target):
+        return _target_error(target, classes, None)
+    return None
+
+
+def _target_error(target: torch.Tensor, classes: int, ignore_index: int | None) -> IndexError | None:
     counted = target if ignore_index is None else target[target != ignore_index]
     if counted.numel():
         low, high = (int(v) for v in torch.aminmax(counted))
         if low < 0 or high >= classes:
             bad = low if low < 0 else high
             allowed = f"[0, {classes})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
-            raise IndexError(f"target must lie in {allowed}; found {bad}")
-    return False
+            return IndexError(f"target must lie in {allowed}; found {bad}")
+    return None
 
 
 def cross_entropy_targets(scores, target, ignore_index: int) -> tuple[bool, bool | None]:

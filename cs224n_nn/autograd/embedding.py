@@ -47,10 +47,15 @@ class Embedding(HandWrittenFunction):
 
     @staticmethod
     def forward(ids, weight, padding_idx=None, sparse=False, scale_grad_by_freq=False):
-        _validate.embedding(ids, weight, padding_idx)
+        # On CPU index_select refuses an out-of-range id itself, so the ids' values are read only
+        # once it has failed (for our message); elsewhere before the lookup, since a device-side
+        # assert cannot be caught.
+        on_cpu = weight.device.type == "cpu"
+        _validate.embedding(ids, weight, padding_idx, ids_now=not on_cpu)
         if sparse and scale_grad_by_freq:
             raise ValueError("scale_grad_by_freq=True is not supported with sparse=True (torch refuses it too)")
-        rows = weight.index_select(0, ids.reshape(-1))
+        rows = _validate.explained(lambda: weight.index_select(0, ids.reshape(-1)),
+                                   lambda: _validate.bad_ids(ids, weight.shape[0]))
         return rows.reshape(*ids.shape, weight.shape[1])
 
     @staticmethod
@@ -80,13 +85,17 @@ class Embedding(HandWrittenFunction):
                 ids, delta = ids.index_select(0, kept), delta.index_select(0, kept)
             dweight = torch.sparse_coo_tensor(ids.long().unsqueeze(0), delta, shape, check_invariants=False)
         else:
-            if ctx.padding_idx is not None:
-                delta = torch.where((ids == ctx.padding_idx).unsqueeze(1), 0, delta)
             zeros = grad.new_zeros(shape)
             # dL/dL[r] = the sum of delta over the positions holding id r, written out of place
-            # (index_add) like every derivative here. In a plain backward (._plain) the same sum
-            # goes into the fresh zero table in place, which saves one copy of the whole table.
-            dweight = zeros.index_add_(0, ids, delta) if plain_backward(grad) else zeros.index_add(0, ids, delta)
+            # (index_add, index_fill) like every derivative here. In a plain backward (._plain) the
+            # same sum goes into the fresh zero table in place, which saves one copy of the whole table.
+            plain = plain_backward(grad)
+            dweight = zeros.index_add_(0, ids, delta) if plain else zeros.index_add(0, ids, delta)
+            if ctx.padding_idx is not None:
+                # Row padding_idx receives no gradient: zeroing that one row of the sum costs d
+                # writes, where masking the padding positions of delta cost a pass over all N x d.
+                pad = torch.tensor([ctx.padding_idx], device=grad.device)
+                dweight = dweight.index_fill_(0, pad, 0) if plain else dweight.index_fill(0, pad, 0)
         return None, dweight, None, None, None
 
     @staticmethod

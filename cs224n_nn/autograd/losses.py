@@ -83,6 +83,8 @@ def _unit(loss: torch.Tensor) -> torch.Tensor:
 
 
 def _broadcast_check(s, s_c):
+    if s.shape == s_c.shape:  # the usual case, settled without torch.broadcast_shapes (~12 us a call here)
+        return
     try:
         torch.broadcast_shapes(s.shape, s_c.shape)
     except RuntimeError:
@@ -139,8 +141,9 @@ class MaxMarginLoss(HandWrittenFunction):
     @staticmethod
     def backward(ctx, grad):
         s, s_c = ctx.saved_tensors
-        ds, d_sc = max_margin_grad(s.to(grad.dtype), s_c.to(grad.dtype), grad, ctx.margin, ctx.reduction,
-                                   (s.shape, s_c.shape))
+        if s.dtype != grad.dtype or s_c.dtype != grad.dtype:  # inputs autocast cast in forward
+            s, s_c = s.to(grad.dtype), s_c.to(grad.dtype)
+        ds, d_sc = max_margin_grad(s, s_c, grad, ctx.margin, ctx.reduction, (s.shape, s_c.shape))
         return ds, d_sc, None, None
 
     @staticmethod
@@ -210,16 +213,19 @@ class MultiClassMaxMarginLoss(HandWrittenFunction):
     @staticmethod
     def forward(scores, target, margin=1.0, weight=None, reduction="mean", p=1):
         scores, weight = autocast_inputs("float32", scores, weight)
-        _validate.class_targets(scores, target, allow_scalar=True)
+        # On CPU gather refuses an out-of-range target itself: the targets are read only once it has
+        # failed (for our message); elsewhere before, since a device-side assert cannot be caught.
+        _validate.class_targets(scores, target, allow_scalar=True, values_now=scores.device.type != "cpu")
         _validate.class_weight(weight, scores)
         margin = _validate.real(margin, "margin")
         _validate.reduction(reduction)
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"p must be 1 or 2 (as torch.nn.functional.multi_margin_loss), got {p!r}")
         x, t = _as_rows(scores, target)
-        z = _hinge_terms(x, t, margin)
-        # fmax, unlike clamp, drops NaN: torch counts a NaN term as 0 here.
-        hinge = torch.fmax(z, z.new_zeros(()))
+        z = _validate.explained(lambda: _hinge_terms(x, t, margin), lambda: _validate.bad_targets(t, x.shape[1]))
+        # max(z, 0) with a NaN term counted as 0, as torch counts it: fmax(z, 0) elementwise, but
+        # clamp_min + nan_to_num run vectorised (fmax against a 0-d zero took 106 us at 4096 x 9, these 22 us).
+        hinge = torch.clamp_min(z, 0).nan_to_num(0.0, float("inf"))
         losses = (hinge if p == 1 else hinge * hinge).sum(1) / x.shape[1]
         if weight is not None:
             losses = losses * weight[t]
