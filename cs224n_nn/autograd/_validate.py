@@ -135,6 +135,16 @@ def embedding(ids, weight, padding_idx, *, ids_now: bool = True) -> None:
         raise error
 
 
+def kernel_refuses_bad_indices(t: torch.Tensor) -> bool:
+    """Whether the indexing kernels on ``t``'s device raise a catchable error for an out-of-range index.
+
+    True on CPU, where ``index_select`` and ``gather`` check every index: the
+    values can wait for :func:`explained`. Elsewhere (CUDA) a bad index is a
+    device-side assert that cannot be caught, so they must be checked first.
+    """
+    return t.device.type == "cpu"
+
+
 def explained(compute: Callable[[], torch.Tensor], explain: Callable[[], Exception | None]) -> torch.Tensor:
     """``compute()``; if its indexing kernel refuses an index, ``explain()``'s error (one line) instead of torch's.
 

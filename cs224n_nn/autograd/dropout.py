@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from ._amp import LOW_PRECISION
 from ._function import HandWrittenFunction
 from . import _validate
 
@@ -43,8 +44,7 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     # Half and bfloat16 uniforms near 1 are 2^-8 apart: draw in float32 so that
     # P(kept) is keep_prob to 2^-24, as for float32 inputs. Out of place
     # where vmap needs it: it has no batching rule for the in-place comparison.
-    low_precision = x.dtype in (torch.float16, torch.bfloat16)
-    u = torch.rand_like(x, dtype=torch.float32 if low_precision else x.dtype)
+    u = torch.rand_like(x, dtype=torch.float32 if x.dtype in LOW_PRECISION else x.dtype)
     return (u < keep_prob).to(x.dtype).div_(keep_prob)  # (in place on the fresh 0/1 tensor)
 
 

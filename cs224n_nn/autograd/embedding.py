@@ -47,11 +47,8 @@ class Embedding(HandWrittenFunction):
 
     @staticmethod
     def forward(ids, weight, padding_idx=None, sparse=False, scale_grad_by_freq=False):
-        # On CPU index_select refuses an out-of-range id itself, so the ids' values are read only
-        # once it has failed (for our message); elsewhere before the lookup, since a device-side
-        # assert cannot be caught.
-        on_cpu = weight.device.type == "cpu"
-        _validate.embedding(ids, weight, padding_idx, ids_now=not on_cpu)
+        # The ids' values are read for our message only once index_select has refused one, where it can.
+        _validate.embedding(ids, weight, padding_idx, ids_now=not _validate.kernel_refuses_bad_indices(weight))
         if sparse and scale_grad_by_freq:
             raise ValueError("scale_grad_by_freq=True is not supported with sparse=True (torch refuses it too)")
         rows = _validate.explained(lambda: weight.index_select(0, ids.reshape(-1)),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ._amp import autocast_inputs, in_float32
+from ._amp import autocast_inputs, cast, in_float32
 from ._function import HandWrittenFunction
 from . import _validate
 
@@ -141,8 +141,7 @@ class MaxMarginLoss(HandWrittenFunction):
     @staticmethod
     def backward(ctx, grad):
         s, s_c = ctx.saved_tensors
-        if s.dtype != grad.dtype or s_c.dtype != grad.dtype:  # inputs autocast cast in forward
-            s, s_c = s.to(grad.dtype), s_c.to(grad.dtype)
+        s, s_c = cast(s, grad.dtype), cast(s_c, grad.dtype)  # (they differ where autocast cast the inputs)
         ds, d_sc = max_margin_grad(s, s_c, grad, ctx.margin, ctx.reduction, (s.shape, s_c.shape))
         return ds, d_sc, None, None
 
@@ -213,9 +212,9 @@ class MultiClassMaxMarginLoss(HandWrittenFunction):
     @staticmethod
     def forward(scores, target, margin=1.0, weight=None, reduction="mean", p=1):
         scores, weight = autocast_inputs("float32", scores, weight)
-        # On CPU gather refuses an out-of-range target itself: the targets are read only once it has
-        # failed (for our message); elsewhere before, since a device-side assert cannot be caught.
-        _validate.class_targets(scores, target, allow_scalar=True, values_now=scores.device.type != "cpu")
+        # The targets' values are read for our message only once gather has refused one, where it can.
+        _validate.class_targets(scores, target, allow_scalar=True,
+                                values_now=not _validate.kernel_refuses_bad_indices(scores))
         _validate.class_weight(weight, scores)
         margin = _validate.real(margin, "margin")
         _validate.reduction(reduction)
