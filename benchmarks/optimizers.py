@@ -20,6 +20,8 @@ compiles), so the figures are those of a long run.
 from __future__ import annotations
 
 import functools
+import importlib
+import re
 from typing import Iterator
 
 import torch
@@ -90,16 +92,27 @@ def fresh_compile_cache() -> None:
     torch._dynamo.reset()
 
 
+#: Our two paths as the piece column names them, and the keyword arguments that pick each.
+OURS_PATHS = {"default": {}, "fused=True": {"fused": True}}
+
+
+def ours_optimizer(package: str, ours_name: str, path: str, count: int, numel: int):
+    """Our optimizer ``ours_name`` on its ``path`` (a key of :data:`OURS_PATHS`), from ``package``
+    (``cs224n_nn``, or an earlier copy of it: :mod:`benchmarks.before_code`), over fresh parameters."""
+    cls = getattr(importlib.import_module(f"{package}.optim"), ours_name)
+    kwargs = next(kw for name, _, kw in OPTIMIZERS if name == ours_name)
+    return cls(make_params(count, numel), **OURS_PATHS[path], **kwargs)
+
+
 def cases_for(ours_name: str, torch_name: str, kwargs: dict, shape: str, count: int, numel: int,
               with_ours_fused: bool) -> Iterator[Case]:
     import cs224n_nn.optim as ours_optim
 
-    ours_cls = getattr(ours_optim, ours_name)
     torch_cls = getattr(torch.optim, torch_name)
-    ours = {"default": ours_cls(make_params(count, numel), **kwargs)}
-    if with_ours_fused and accepts_fused(ours_cls):
+    ours = {"default": ours_optimizer("cs224n_nn", ours_name, "default", count, numel)}
+    if with_ours_fused and accepts_fused(getattr(ours_optim, ours_name)):
         fresh_compile_cache()
-        ours["fused=True"] = ours_cls(make_params(count, numel), fused=True, **kwargs)
+        ours["fused=True"] = ours_optimizer("cs224n_nn", ours_name, "fused=True", count, numel)
     native = {"foreach": torch_cls(make_params(count, numel), foreach=True, **kwargs)}
     if torch_has_fused(torch_name):
         native["fused"] = torch_cls(make_params(count, numel), fused=True, **kwargs)
@@ -134,6 +147,23 @@ def cases(mode: str) -> Iterator[Case]:
 
 def rows(ctx: Context) -> list[Row]:
     return measure_all(cases(ctx.mode), ctx)
+
+
+def recheck_case(piece: str, setting: str, before: str) -> Case | None:
+    """Today's optimizer of row ``piece`` / ``setting`` against the same optimizer from the
+    package ``before`` (:mod:`benchmarks.before_code`), on the same parameters: the ratio
+    is ours now / ours then. None for a piece the before package lacks."""
+    found = re.fullmatch(r"(\w+) \((.+)\)", piece)
+    if found is None or setting not in SHAPES or found[2] not in OURS_PATHS:
+        return None
+    name, path = found[1], found[2]
+    if not hasattr(importlib.import_module(f"{before}.optim"), name):
+        return None
+    fresh_compile_cache()
+    now = ours_optimizer("cs224n_nn", name, path, *SHAPES[setting])
+    then = ours_optimizer(before, name, path, *SHAPES[setting])
+    return Case(group="optimizers", piece=piece, setting=setting, native_name=f"{piece} at {before}",
+                ours=now.step, native=then.step)
 
 
 # ---------------------------------------------------------------- what compiling costs

@@ -27,8 +27,8 @@ from typing import Callable
 
 import torch
 
-from benchmarks import activations, decode, gradcheck_time, layers, ner, optimizers, semantics
-from benchmarks._timing import MIN_RUNS, Context, Row, Timing, configure_threads, machine_cores
+from benchmarks import activations, before_code, decode, gradcheck_time, layers, ner, optimizers, semantics
+from benchmarks._timing import MIN_RUNS, Context, Row, Timing, configure_threads, machine_cores, measure
 from cs224n_nn.ner.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,9 @@ GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "decode": decode.rows,
     "ner": ner.rows,
 }
+# Groups that can build their piece from an earlier copy of the package (benchmarks/before_code.py),
+# to re-time a row of the "worse than before" list against the before commit in one process.
+RECHECKS = {"optimizers": optimizers.recheck_case}
 ALIASES = {"optim": "optimizers", "activation": "activations", "layer": "layers", "predict": "decode"}
 
 TITLES = {
@@ -88,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--before", type=Path, default=None,
                         help="an earlier report whose ratios become a 'before' column (default with --full: "
                              "the report being replaced, when it exists)")
+    parser.add_argument("--before-code", default=None, metavar="COMMIT",
+                        help="the commit the before report measured: each unexplained row of the 'worse than "
+                             "before' list is re-timed against the package at that commit, in this process "
+                             "(default: the before report's file stem when it names a commit; 'none' to skip)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile the rows that miss a target with torch.profiler (default: with --full only)")
     parser.add_argument("--conll-dir", type=Path, default=DEFAULT_CONLL_DIR,
@@ -230,19 +237,50 @@ def profile_section(rows: list[Row]) -> list[str]:
     return lines
 
 
-def worse_line(r: Row, then: float, old_checks: dict | None) -> str:
-    """One row of the worse-than-before list; with the before code's semantics report, what its piece failed there."""
-    line = f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
+def old_failures(r: Row, old_checks: dict | None) -> list[str] | None:
+    """The semantics checks the before code's piece of row ``r`` failed; None where there is no record of it."""
     if old_checks is None or (r.group, r.piece) not in old_checks:
-        return line
-    failed = sorted({check for check, _, _ in old_checks[(r.group, r.piece)]})
-    return line + (f" (the old {r.piece} failed: {', '.join(failed)})" if failed
-                   else f" (the old {r.piece} passed every check)")
+        return None
+    return sorted({check for check, _, _ in old_checks[(r.group, r.piece)]})
+
+
+def worse_line(r: Row, then: float, old_checks: dict | None, recheck: Row | None = None) -> str:
+    """One row of the worse-than-before list; with the before code's semantics report, what its piece
+    failed there; with ``recheck``, today's piece timed against the before commit's in this process."""
+    line = f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
+    failed = old_failures(r, old_checks)
+    if failed:
+        line += f" (the old {r.piece} failed: {', '.join(failed)})"
+    elif failed is not None:
+        line += f" (the old {r.piece} passed every check)"
+    if recheck is not None:
+        line += (f"; in one process, ours now / ours at the before commit: {format_ratio(recheck)} "
+                 f"({format_value(recheck.ours, recheck.unit)} against {format_value(recheck.native, recheck.unit)})")
+    return line
+
+
+def recheck_worse(rows: list[Row], before: dict[tuple[str, str, str], str], old_checks: dict | None,
+                  package: str, ctx: Context) -> dict[tuple[str, str], Row]:
+    """Each row of the worse-than-before list that no failure of the old piece explains, re-timed
+    against the same piece of the earlier ``package`` (:mod:`benchmarks.before_code`) in this process,
+    keyed by (piece, setting); rows of the same piece and setting share one re-check."""
+    out: dict[tuple[str, str], Row] = {}
+    for r, _ in worse_than_before(rows, before):
+        key = (r.piece, r.setting)
+        if key in out or old_failures(r, old_checks) or r.group not in RECHECKS:
+            continue
+        case = RECHECKS[r.group](r.piece, r.setting, package)
+        if case is not None:
+            out[key] = measure(case, ctx.timing)
+            ctx.log(f"  re-check {r.piece} / {r.setting}: ours now / ours then {out[key].ratio:.2f}")
+    return out
 
 
 def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
-           before: dict[tuple[str, str, str], str] | None = None, old_checks: dict | None = None) -> str:
-    """The report. ``old_checks``: :func:`benchmarks.semantics.report_checks` of the before code, if there is one."""
+           before: dict[tuple[str, str, str], str] | None = None, old_checks: dict | None = None,
+           rechecks: dict[tuple[str, str], Row] | None = None) -> str:
+    """The report. ``old_checks``: :func:`benchmarks.semantics.report_checks` of the before code, if there
+    is one; ``rechecks``: :func:`recheck_worse`'s same-process timings against the before commit."""
     lines = ["# Benchmarks: cs224n-nn against native PyTorch", ""]
     lines += [f"Written by `{meta['command']}` on {meta['date']}. Re-run that command to refresh it.", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if k not in ("command", "date", "warning")]
@@ -280,7 +318,13 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
             lines += [f"After each, what the before code's piece failed of the semantics checks in "
                       f"{meta.get('before semantics', 'its semantics report')} (benchmarks/semantics.py: an "
                       f"infinite upstream gradient, batched backward, forward AD, each against the torch twin).", ""]
-        lines += [worse_line(r, then, old_checks) for r, then in worse]
+        if rechecks:
+            lines += [f"Rows the old piece's semantics do not explain were re-timed against the package at "
+                      f"{meta.get('before code', 'the before commit')} (benchmarks/before_code.py): today's piece "
+                      f"and the old one alternately in this process, the same method as every row. A ratio "
+                      f"near 1 there says the two report runs differ, not the code.", ""]
+        rechecks = rechecks or {}
+        lines += [worse_line(r, then, old_checks, rechecks.get((r.piece, r.setting))) for r, then in worse]
         lines += [""] if worse else []
     for group in GROUPS:
         group_rows = [r for r in rows if r.group == group]
@@ -319,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--runs must be at least {MIN_RUNS}, got {args.runs}")
     if args.before is not None and not args.before.is_file():
         parser.error(f"--before {args.before}: no such report file")
+    if args.before_code not in (None, "none") and before_code.commit_of(args.before_code, ROOT) is None:
+        parser.error(f"--before-code {args.before_code}: not a commit of this repository")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     mode = "full" if args.full else "tiny" if args.tiny else "quick"
@@ -361,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     output = args.output or (DEFAULT_OUTPUT if args.full else None)
     before_path = args.before or (output if args.full and output is not None and output.is_file() else None)
-    before = old_checks = None
+    before = old_checks = rechecks = None
     if before_path is not None:
         earlier = before_path.read_text(encoding="utf-8")
         stamp = next((line for line in earlier.splitlines() if line.startswith("Written by")), "")
@@ -372,7 +418,13 @@ def main(argv: list[str] | None = None) -> int:
         if checked.is_file():
             meta["before semantics"] = checked.name
             old_checks = semantics.report_checks(checked.read_text(encoding="utf-8"))
-    report = render(rows, failures, meta, before, old_checks)
+        commit = (None if args.before_code == "none"
+                  else before_code.commit_of(args.before_code or before_path.stem, ROOT))
+        if commit is not None:
+            meta["before code"] = commit[:7]
+            ctx.log("[re-check against the before code]")
+            rechecks = recheck_worse(rows, before, old_checks, before_code.load(commit, ROOT).__name__, ctx)
+    report = render(rows, failures, meta, before, old_checks, rechecks)
     print()
     print(report)
     if output is not None:

@@ -349,6 +349,48 @@ def test_each_worse_row_says_what_the_old_piece_failed_of_the_semantics_checks()
     assert "checks in B-semantics.md" in text
 
 
+def test_an_earlier_commit_of_the_package_loads_beside_todays_and_times_against_it():
+    from benchmarks import before_code, optimizers
+
+    commit = before_code.commit_of("a5b2e59", run.ROOT)
+    if commit is None:  # a shallow clone: the history holds no such commit
+        pytest.skip("a5b2e59 is not in this clone's history")
+    assert before_code.commit_of("not-a-commit", run.ROOT) is None
+    assert before_code.commit_of("0000000", run.ROOT) is None
+    old = before_code.load(commit, run.ROOT)
+    assert old.__name__ == before_code.NAME and before_code.load(commit, run.ROOT) is old
+    import cs224n_nn.optim
+
+    old_optim = __import__(f"{before_code.NAME}.optim", fromlist=["SGD"])
+    assert old_optim.SGD is not cs224n_nn.optim.SGD  # the old copy, not today's under another name
+    assert old_optim.SGD.__module__.startswith(before_code.NAME)
+    case = optimizers.recheck_case("SGD (default)", "100 x 1K", old.__name__)
+    assert case.native_name == f"SGD (default) at {before_code.NAME}"
+    row = _timing.measure(case, Timing(min_run_time=0.0))
+    assert row.ratio > 0 and math.isfinite(row.ratio)
+    assert optimizers.recheck_case("SGD (default)", "3 x 100", old.__name__) is None  # not a benchmark shape
+    assert optimizers.recheck_case("NoSuchOpt (default)", "100 x 1K", old.__name__) is None
+
+
+def test_a_recheck_against_the_before_commit_is_named_after_its_row():
+    before = {("SGD (default)", "100 x 1K", "torch.optim.SGD(foreach)"): "1.00"}
+    row = _row(group="optimizers", piece="SGD (default)", setting="100 x 1K",
+               native_name="torch.optim.SGD(foreach)", ratio=1.5)
+    recheck = _row(piece="SGD (default)", setting="100 x 1K", native_name="SGD (default) at x", ratio=0.98)
+    text = run.render([row], {}, {"command": "c", "date": "d", "before": "B of d", "before code": "abc1234"},
+                      before, None, {("SGD (default)", "100 x 1K"): recheck})
+    assert "re-timed against the package at abc1234" in text
+    assert ("- optimizers / SGD (default) / 100 x 1K vs `torch.optim.SGD(foreach)`: 1 -> 1.50; in one process, "
+            "ours now / ours at the before commit: 0.98 (2 ms against 1 ms)") in text
+
+
+def test_a_before_code_that_is_not_a_commit_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--tiny", "--before-code", "zzz"])
+    assert stop.value.code == 2
+    assert "--before-code zzz: not a commit of this repository" in capsys.readouterr().err
+
+
 class _MaskTimesGrad(torch.autograd.Function):
     """ReLU with the backward the semantics checks exist to catch: a 0/1 mask times the upstream gradient."""
 

@@ -69,7 +69,10 @@ def _tanh_chain(g, y):
 def _hardtanh_chain(g, y, min_val, max_val):
     # 1 strictly inside (min_val, max_val), 0 on and beyond the corners; y is on a
     # corner exactly when z is on or beyond it. NaN compares false: it passes g.
-    return torch.where((y <= min_val) | (y >= max_val), 0, g)
+    # Two nested wheres, not one on ``(y <= min_val) | (y >= max_val)``: the same
+    # values, but inductor does not vectorise the float64 loop of the bool "or"
+    # (the compiled backward at 1M float64 elements took 7.9 ms against 1.6-2.2 ms).
+    return torch.where(y <= min_val, 0, torch.where(y >= max_val, 0, g))
 
 
 @in_float32
