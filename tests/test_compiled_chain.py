@@ -93,6 +93,30 @@ def test_the_dense_layer_backward_takes_the_compiled_copy(monkeypatch):
         torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.slow
+def test_each_activation_compiles_from_its_own_size(monkeypatch):
+    """The chains that select (hard tanh, ReLU, leaky ReLU) compile from SELECT_MIN_NUMEL elements;
+    the arithmetic ones (sigmoid, tanh, soft sign) stay eager there, up to COMPILE_MIN_NUMEL."""
+    selecting = {"hardtanh", "relu", "leaky_relu"}
+    assert cc.SELECT_MIN_NUMEL < cc.COMPILE_MIN_NUMEL
+    assert {n for n, a in ACTIVATIONS.items() if a.compile_min_numel == cc.SELECT_MIN_NUMEL} == selecting
+    assert all(a.compile_min_numel == cc.COMPILE_MIN_NUMEL for n, a in ACTIVATIONS.items() if n not in selecting)
+    calls = compiled_calls(monkeypatch)
+    for name in ACTIVATIONS:
+        for numel in (cc.SELECT_MIN_NUMEL - 1, cc.SELECT_MIN_NUMEL):
+            x = torch.randn(numel).requires_grad_()
+            g = torch.randn(numel)
+            ours = torch.autograd.grad(getattr(F, name)(x), x, g)[0]
+            theirs = torch.autograd.grad(getattr(torch.nn.functional, name)(x), x, g)[0]
+            torch.testing.assert_close(ours, theirs)
+    assert calls == ["_hardtanh_chain", "_relu_chain", "_leaky_relu_chain"]  # at SELECT_MIN_NUMEL, not below
+    layer_calls = len(calls)
+    x = torch.randn(cc.SELECT_MIN_NUMEL // 64, 64).requires_grad_()
+    w = torch.randn(64, 64).requires_grad_()
+    torch.autograd.grad(F.dense(x, w, None, activation="relu"), x, torch.randn(cc.SELECT_MIN_NUMEL // 64, 64))
+    assert calls[layer_calls:] == ["_relu_chain"]  # the fused layer uses the activation's own size
+
+
 @pytest.mark.parametrize("case", [
     "grad mode", "too small", "mixed dtypes", "float16", "bfloat16", "not contiguous",
     "other shape", "autocast", "subclass", "meta device",

@@ -16,8 +16,10 @@ where that cannot change what the backward means: in a plain backward
 no batched or dual tensor, not inside a ``torch.compile`` trace, autocast
 off), on two tensors of the same shape, float32 or float64 (half and
 bfloat16 keep :func:`._amp.in_float32`'s eager upcast), contiguous, on one
-CPU or CUDA device, with at least :data:`COMPILE_MIN_NUMEL` elements (below
-that a compiled call's fixed cost outweighs the pass it saves), and where
+CPU or CUDA device, with at least the activation's ``compile_min_numel``
+elements (:data:`COMPILE_MIN_NUMEL` for the arithmetic chains,
+:data:`SELECT_MIN_NUMEL` for those that select with ``torch.where``; below
+it a compiled call's fixed cost outweighs the passes it saves), and where
 compilation works (:mod:`cs224n_nn._compile`: the first failure warns once
 and every later call is eager). Everywhere else it calls the eager ``chain``.
 
@@ -37,14 +39,20 @@ import torch
 from .. import _compile
 from ._plain import plain_backward
 
-#: Fewest elements for the compiled copy. Measured on this project's 2-core
-#: CPU (one thread, compiled / eager time of the chain alone): ReLU's
-#: ``where`` already won at 64K elements (0.35), but tanh's and sigmoid's
-#: arithmetic lost up to 256K (tanh 3.5 at 64K, 1.8 at 128K, 1.1 at 256K;
-#: about 50-100 us of guards and launch per compiled call), and won from 512K
-#: on (tanh 0.51, sigmoid 0.62; at 1M every activation ran 1 to 12 times
-#: faster compiled). One threshold for all six keeps the choice a size test.
+#: Fewest elements for the compiled copy of an arithmetic chain (sigmoid, tanh,
+#: soft sign). Measured on this project's 2-core CPU (compiled / eager time of
+#: the chain alone): their arithmetic lost up to 256K (tanh 3.5 at 64K, 1.8 at
+#: 128K, 1.1 at 256K; about 50-100 us of guards and launch per compiled call),
+#: and won from 512K on (tanh 0.51, sigmoid 0.62).
 COMPILE_MIN_NUMEL = 1 << 18
+
+#: Fewest elements for the compiled copy of a chain that selects with
+#: ``torch.where`` (hard tanh, ReLU, leaky ReLU). Eagerly such a chain writes a
+#: bool mask and then selects, and this CPU is slow at both: at 64K elements
+#: the compiled copy took 0.41-0.51 of the eager time (float32 and float64),
+#: at 128K 0.20-0.34, while at 16K it lost (1.2-2.2). Measured on 2 threads,
+#: 2026-12-02, with the chain alone.
+SELECT_MIN_NUMEL = 1 << 16
 
 _FLOATS = (torch.float32, torch.float64)
 _compiled: dict[Callable, Callable] = {}  # chain -> its compiled copy
@@ -62,9 +70,10 @@ def compiled_copy(chain: Callable) -> Callable:
     return _compiled[chain]
 
 
-def eligible(g: torch.Tensor, saved: torch.Tensor) -> bool:
-    """Whether the compiled copy may compute ``chain(g, saved)``: every guard of the module docstring."""
-    if g.numel() < COMPILE_MIN_NUMEL or g.shape != saved.shape:
+def eligible(g: torch.Tensor, saved: torch.Tensor, min_numel: int = COMPILE_MIN_NUMEL) -> bool:
+    """Whether the compiled copy may compute ``chain(g, saved)``: every guard of the module docstring,
+    ``min_numel`` being the activation's ``compile_min_numel``."""
+    if g.numel() < min_numel or g.shape != saved.shape:
         return False
     if g.dtype not in _FLOATS or saved.dtype != g.dtype or saved.device != g.device:
         return False
@@ -73,9 +82,11 @@ def eligible(g: torch.Tensor, saved: torch.Tensor) -> bool:
     return _compile.available() and plain_backward(g, saved)
 
 
-def backward_chain(chain: Callable, g: torch.Tensor, saved: torch.Tensor, *params: float) -> torch.Tensor:
-    """``chain(g, saved, *params)`` for a backward pass: through the compiled copy when :func:`eligible`."""
-    if eligible(g, saved):
+def backward_chain(chain: Callable, g: torch.Tensor, saved: torch.Tensor, *params: float,
+                   min_numel: int = COMPILE_MIN_NUMEL) -> torch.Tensor:
+    """``chain(g, saved, *params)`` for a backward pass: through the compiled copy when :func:`eligible`
+    (``min_numel``: the activation's ``compile_min_numel``)."""
+    if eligible(g, saved, min_numel):
         try:
             return compiled_copy(chain)(g.view(-1), saved.view(-1), *params).view(g.shape)
         except Exception as err:  # noqa: BLE001 -- any compiler failure: warn once, then eager

@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from ._amp import in_float32
-from ._compiled_chain import backward_chain
+from ._compiled_chain import COMPILE_MIN_NUMEL, SELECT_MIN_NUMEL, backward_chain
 from ._function import HandWrittenFunction
 from . import _validate
 
@@ -45,12 +45,15 @@ class Activation:
     """One activation: ``forward(z, *params) -> y`` and its derivative ``chain(g, saved, *params) -> g * f'(z)``.
 
     ``saves`` is ``"output"`` when ``chain`` reads ``y``, ``"input"`` when it reads ``z``.
+    ``compile_min_numel``: the fewest elements for which a plain backward runs the compiled
+    copy of ``chain`` (:mod:`._compiled_chain`; lower for the chains that select with ``torch.where``).
     """
 
     name: str
     forward: Callable[..., torch.Tensor]
     saves: str
     chain: Callable[..., torch.Tensor]
+    compile_min_numel: int = COMPILE_MIN_NUMEL
 
 
 @in_float32
@@ -100,10 +103,10 @@ ACTIVATIONS: dict[str, Activation] = {
     for a in (
         Activation("sigmoid", torch.sigmoid, "output", _sigmoid_chain),
         Activation("tanh", torch.tanh, "output", _tanh_chain),
-        Activation("hardtanh", torch.clamp, "output", _hardtanh_chain),
+        Activation("hardtanh", torch.clamp, "output", _hardtanh_chain, SELECT_MIN_NUMEL),
         Activation("softsign", lambda z: z / (z.abs() + 1), "input", _softsign_chain),
-        Activation("relu", torch.relu, "output", _relu_chain),
-        Activation("leaky_relu", torch.nn.functional.leaky_relu, "input", _leaky_relu_chain),
+        Activation("relu", torch.relu, "output", _relu_chain, SELECT_MIN_NUMEL),
+        Activation("leaky_relu", torch.nn.functional.leaky_relu, "input", _leaky_relu_chain, SELECT_MIN_NUMEL),
     )
 }
 
@@ -112,9 +115,9 @@ def _rules(activation: Activation):
     """``setup_context``, ``backward`` and ``jvp`` of the Function computing ``activation``.
 
     All three read the one tensor ``activation.saves`` names and call its ``chain``.
-    (They close over the function and a bool, not the dataclass: dynamo traces those.)
+    (They close over the function, a bool and an int, not the dataclass: dynamo traces those.)
     """
-    chain, saves_output = activation.chain, activation.saves == "output"
+    chain, saves_output, min_numel = activation.chain, activation.saves == "output", activation.compile_min_numel
 
     def setup_context(ctx, inputs, output):
         ctx.params = tuple(float(p) for p in inputs[1:])
@@ -124,7 +127,7 @@ def _rules(activation: Activation):
 
     def backward(ctx, grad):
         (saved,) = ctx.saved_tensors
-        return (backward_chain(chain, grad, saved, *ctx.params),) + (None,) * len(ctx.params)
+        return (backward_chain(chain, grad, saved, *ctx.params, min_numel=min_numel),) + (None,) * len(ctx.params)
 
     def jvp(ctx, x_t, *param_tangents):
         (saved,) = ctx.saved_tensors

@@ -147,7 +147,7 @@ class DenseLayer(HandWrittenFunction):
         g = grad if grad is None or mask is None else grad * cast(mask, grad.dtype)
         if grad_hidden is not None and act.saves == "output":  # hidden is f(z): its gradient joins dJ/da
             g = grad_hidden if g is None else g + grad_hidden
-        delta = None if g is None else backward_chain(act.chain, g, saved, *ctx.params)
+        delta = None if g is None else backward_chain(act.chain, g, saved, *ctx.params, min_numel=act.compile_min_numel)
         if grad_hidden is not None and act.saves == "input":  # hidden is z itself
             delta = grad_hidden if delta is None else delta + grad_hidden
         if delta is None:
