@@ -152,7 +152,9 @@ def rows(ctx: Context) -> list[Row]:
 def recheck_case(piece: str, setting: str, before: str) -> Case | None:
     """Today's optimizer of row ``piece`` / ``setting`` against the same optimizer from the
     package ``before`` (:mod:`benchmarks.before_code`), on the same parameters: the ratio
-    is ours now / ours then. None for a piece the before package lacks."""
+    is ours now / ours then. With ``before="cs224n_nn"`` it is today's against a second
+    copy of itself: the control, whose ratio shows the method's spread for that piece.
+    None for a piece the before package lacks."""
     found = re.fullmatch(r"(\w+) \((.+)\)", piece)
     if found is None or setting not in SHAPES or found[2] not in OURS_PATHS:
         return None

@@ -244,9 +244,10 @@ def old_failures(r: Row, old_checks: dict | None) -> list[str] | None:
     return sorted({check for check, _, _ in old_checks[(r.group, r.piece)]})
 
 
-def worse_line(r: Row, then: float, old_checks: dict | None, recheck: Row | None = None) -> str:
+def worse_line(r: Row, then: float, old_checks: dict | None, recheck: tuple[Row, Row] | None = None) -> str:
     """One row of the worse-than-before list; with the before code's semantics report, what its piece
-    failed there; with ``recheck``, today's piece timed against the before commit's in this process."""
+    failed there; with ``recheck``, today's piece timed against the before commit's in this process,
+    and against a second copy of itself (the control)."""
     line = f"- {r.group} / {r.piece} / {r.setting} vs `{r.native_name}`: {then:g} -> {format_ratio(r)}"
     failed = old_failures(r, old_checks)
     if failed:
@@ -254,31 +255,40 @@ def worse_line(r: Row, then: float, old_checks: dict | None, recheck: Row | None
     elif failed is not None:
         line += f" (the old {r.piece} passed every check)"
     if recheck is not None:
-        line += (f"; in one process, ours now / ours at the before commit: {format_ratio(recheck)} "
-                 f"({format_value(recheck.ours, recheck.unit)} against {format_value(recheck.native, recheck.unit)})")
+        then_row, control = recheck
+        line += (f"; in one process, ours now / ours at the before commit: {format_ratio(then_row)} "
+                 f"({format_value(then_row.ours, then_row.unit)} against "
+                 f"{format_value(then_row.native, then_row.unit)}), ours now / a second copy of "
+                 f"ours now: {format_ratio(control)}")
     return line
 
 
 def recheck_worse(rows: list[Row], before: dict[tuple[str, str, str], str], old_checks: dict | None,
-                  package: str, ctx: Context) -> dict[tuple[str, str], Row]:
+                  package: str, ctx: Context) -> dict[tuple[str, str], tuple[Row, Row]]:
     """Each row of the worse-than-before list that no failure of the old piece explains, re-timed
     against the same piece of the earlier ``package`` (:mod:`benchmarks.before_code`) in this process,
-    keyed by (piece, setting); rows of the same piece and setting share one re-check."""
-    out: dict[tuple[str, str], Row] = {}
+    and, as a control, against a second copy of today's piece (two copies of the same code differ by
+    what the method cannot resolve); keyed by (piece, setting), rows of the same piece and setting
+    sharing one re-check."""
+    out: dict[tuple[str, str], tuple[Row, Row]] = {}
     for r, _ in worse_than_before(rows, before):
         key = (r.piece, r.setting)
         if key in out or old_failures(r, old_checks) or r.group not in RECHECKS:
             continue
         case = RECHECKS[r.group](r.piece, r.setting, package)
-        if case is not None:
-            out[key] = measure(case, ctx.timing)
-            ctx.log(f"  re-check {r.piece} / {r.setting}: ours now / ours then {out[key].ratio:.2f}")
+        if case is None:
+            continue
+        then_row = measure(case, ctx.timing)
+        control = measure(RECHECKS[r.group](r.piece, r.setting, "cs224n_nn"), ctx.timing)
+        out[key] = (then_row, control)
+        ctx.log(f"  re-check {r.piece} / {r.setting}: ours now / ours then {then_row.ratio:.2f}, "
+                f"control {control.ratio:.2f}")
     return out
 
 
 def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
            before: dict[tuple[str, str, str], str] | None = None, old_checks: dict | None = None,
-           rechecks: dict[tuple[str, str], Row] | None = None) -> str:
+           rechecks: dict[tuple[str, str], tuple[Row, Row]] | None = None) -> str:
     """The report. ``old_checks``: :func:`benchmarks.semantics.report_checks` of the before code, if there
     is one; ``rechecks``: :func:`recheck_worse`'s same-process timings against the before commit."""
     lines = ["# Benchmarks: cs224n-nn against native PyTorch", ""]
@@ -321,8 +331,9 @@ def render(rows: list[Row], failures: dict[str, str], meta: dict[str, str],
         if rechecks:
             lines += [f"Rows the old piece's semantics do not explain were re-timed against the package at "
                       f"{meta.get('before code', 'the before commit')} (benchmarks/before_code.py): today's piece "
-                      f"and the old one alternately in this process, the same method as every row. A ratio "
-                      f"near 1 there says the two report runs differ, not the code.", ""]
+                      f"and the old one alternately in this process, the same method as every row, and as a "
+                      f"control today's piece against a second copy of itself. A ratio against the old code "
+                      f"within the control's distance from 1 says the two report runs differ, not the code.", ""]
         rechecks = rechecks or {}
         lines += [worse_line(r, then, old_checks, rechecks.get((r.piece, r.setting))) for r, then in worse]
         lines += [""] if worse else []

@@ -368,6 +368,9 @@ def test_an_earlier_commit_of_the_package_loads_beside_todays_and_times_against_
     assert case.native_name == f"SGD (default) at {before_code.NAME}"
     row = _timing.measure(case, Timing(min_run_time=0.0))
     assert row.ratio > 0 and math.isfinite(row.ratio)
+    control = optimizers.recheck_case("SGD (default)", "100 x 1K", "cs224n_nn")  # today's against itself
+    assert control.ours.__self__ is not control.native.__self__
+    assert type(control.ours.__self__) is type(control.native.__self__) is cs224n_nn.optim.SGD
     assert optimizers.recheck_case("SGD (default)", "3 x 100", old.__name__) is None  # not a benchmark shape
     assert optimizers.recheck_case("NoSuchOpt (default)", "100 x 1K", old.__name__) is None
 
@@ -377,11 +380,13 @@ def test_a_recheck_against_the_before_commit_is_named_after_its_row():
     row = _row(group="optimizers", piece="SGD (default)", setting="100 x 1K",
                native_name="torch.optim.SGD(foreach)", ratio=1.5)
     recheck = _row(piece="SGD (default)", setting="100 x 1K", native_name="SGD (default) at x", ratio=0.98)
+    control = _row(piece="SGD (default)", setting="100 x 1K", native_name="SGD (default) at now", ratio=1.03)
     text = run.render([row], {}, {"command": "c", "date": "d", "before": "B of d", "before code": "abc1234"},
-                      before, None, {("SGD (default)", "100 x 1K"): recheck})
+                      before, None, {("SGD (default)", "100 x 1K"): (recheck, control)})
     assert "re-timed against the package at abc1234" in text
     assert ("- optimizers / SGD (default) / 100 x 1K vs `torch.optim.SGD(foreach)`: 1 -> 1.50; in one process, "
-            "ours now / ours at the before commit: 0.98 (2 ms against 1 ms)") in text
+            "ours now / ours at the before commit: 0.98 (2 ms against 1 ms), ours now / a second copy of "
+            "ours now: 1.03") in text
 
 
 def test_a_before_code_that_is_not_a_commit_is_a_one_line_usage_error(capsys):

@@ -162,6 +162,34 @@ def test_dropout_keeps_each_unit_with_probability_one_minus_p(p, dtype):
     assert not torch.equal(a, b) and torch.equal(A.keep_mask(x, p), a)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_the_mask_is_the_indicator_of_a_uniform_below_keep_prob_bit_for_bit(dtype):
+    """keep_mask spells [u < keep_prob] in float arithmetic (ceil of keep_prob - u): after the same
+    seed it equals (u < keep_prob) / keep_prob in the input's dtype, with no negative zero, for
+    keep probabilities whose float32 value sits between grid points, exactly on one, and at 1."""
+    draw = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    x = torch.empty(50_000, dtype=dtype)
+    for p in (0.0, 0.1, 0.25, 0.3, 0.5, 0.9, 1 - 2 ** -24, 0.999):
+        keep = 1 - p
+        torch.manual_seed(5)
+        got = A.keep_mask(x, p)
+        torch.manual_seed(5)
+        u = torch.rand_like(x, dtype=draw)
+        expected = (u < keep).to(dtype).div_(keep)
+        assert got.dtype == dtype and torch.equal(got, expected), (dtype, p)
+        assert not got.signbit().any()
+
+
+
+def test_the_mask_drops_a_uniform_exactly_at_keep_prob_and_keeps_one_just_below(monkeypatch):
+    below = lambda v: torch.nextafter(torch.tensor(v), torch.tensor(0.0)).item()  # noqa: E731
+    u = torch.tensor([0.75, below(0.75), 0.0, below(1.0)])
+    monkeypatch.setattr(torch, "rand_like", lambda x, dtype=None: u.clone().to(dtype or x.dtype))
+    expected = torch.tensor([0.0, 1 / 0.75, 1 / 0.75, 0.0])
+    assert torch.equal(A.keep_mask(torch.empty(4), 0.25), expected)
+    assert not A.keep_mask(torch.empty(4), 0.25).signbit().any()
+
+
 @pytest.mark.parametrize("dtype", list(TOL), ids=str)
 def test_dropout_is_inverted_dropout(dtype):
     p = 0.25
