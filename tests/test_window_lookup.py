@@ -125,7 +125,7 @@ def test_autocast_follows_the_tables_dtype_and_compile_traces_it():
     ("float ids", "int32/int64 (B, C, W)"),
     ("too few tensors", "layout reads 4 tensors after ids, got 3"),
     ("channel", "layout names channel 7, but ids has 3 channels"),
-    ("split gap", "must serve consecutive ids from 0"),
+    ("split gap", "serve consecutive ids from 0"),
     ("bag shape", "must be (B, W, d)"),
 ])
 def test_bad_input_is_one_clear_error(bad, message):

@@ -44,6 +44,8 @@ differentiated again nor batched, as for :class:`.Embedding`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ._function import HandWrittenFunction
@@ -52,44 +54,56 @@ from .embedding import embedding_grad
 
 
 def _check_layout(ids: torch.Tensor, layout, tensors) -> None:
+    """Shapes, dtypes, channels, padding indices and the split tables' id ranges; the ids' values are
+    left to the lookups (:func:`_lookup`), as :class:`.Embedding` leaves them."""
     _validate.tensor(ids, "ids")
     if ids.dtype not in (torch.int32, torch.int64) or ids.dim() != 3:
         raise ValueError(f"ids must be an int32/int64 (B, C, W) tensor of window ids, got {ids.dtype} "
                          f"of shape {tuple(ids.shape)}")
-    wanted = sum(max(len(splits), 1) for _, splits in layout)
+    features = _tables(layout)
+    wanted = sum(len(tables) for _, tables in features)
     if wanted != len(tensors):
         raise ValueError(f"layout reads {wanted} tensors after ids, got {len(tensors)}")
     b, c, w = ids.shape
-    for channel, tables in _tables(layout):
+    for channel, tables in features:
         if channel is None:
             part = tensors[tables[0][0]]
             _validate.floating(part, "a vector passed through")
-            if part.dim() != 3 or tuple(part.shape[:2]) != (b, w):
+            if part.dim() != 3 or part.shape[0] != b or part.shape[1] != w:
                 raise ValueError(f"a vector passed through must be (B, W, d) = ({b}, {w}, d), got {tuple(part.shape)}")
             continue
         if not 0 <= channel < c:
             raise ValueError(f"layout names channel {channel}, but ids has {c} channels")
-        shapes = [tuple(tensors[k].shape) for k, *_ in tables]
-        if any(len(shape) != 2 for shape in shapes) or len({shape[1] for shape in shapes}) != 1:
-            raise ValueError(f"the tables of channel {channel} must be 2-D and of one width, got shapes {shapes}")
-        firsts = [first for _, first, _, _ in tables]
-        expected = [0] + [firsts[i] + shapes[i][0] for i in range(len(tables) - 1)]
-        if firsts != expected:
-            raise ValueError(f"the tables of channel {channel} must serve consecutive ids from 0: first ids "
-                             f"{firsts} for {[shape[0] for shape in shapes]} rows")
+        first_width, expected = None, 0
+        for k, first, padding_idx, _ in tables:
+            table = tensors[k]
+            _validate.floating(table, "a table")
+            if table.dim() != 2 or first_width not in (None, table.shape[1]) or first != expected:
+                shapes = [tuple(tensors[j].shape) for j, *_ in tables]
+                raise ValueError(f"the tables of channel {channel} must be 2-D, of one width, and serve "
+                                 f"consecutive ids from 0: first ids {[f for _, f, _, _ in tables]} for shapes {shapes}")
+            rows = table.shape[0]
+            if padding_idx is not None and not -rows <= padding_idx < rows:
+                raise ValueError(f"padding_idx of a table of channel {channel} must be within [-{rows}, {rows}), "
+                                 f"got {padding_idx}")
+            first_width, expected = table.shape[1], first + rows
 
 
+@functools.lru_cache(maxsize=256)
 def _tables(layout):
-    """For each feature: ``(channel, [(position of its tensor, first_id, padding_idx, sparse), ...])``."""
+    """For each feature: ``(channel, ((position of its tensor, first_id, padding_idx, sparse), ...))``.
+
+    Cached: a model calls the lookup with the same layout every step.
+    """
     out, k = [], 0
     for channel, splits in layout:
         if channel is None:
-            out.append((None, [(k, 0, None, False)]))
+            out.append((None, ((k, 0, None, False),)))
             k += 1
         else:
-            out.append((channel, [(k + i, *split) for i, split in enumerate(splits)]))
+            out.append((channel, tuple((k + i, *split) for i, split in enumerate(splits))))
             k += len(splits)
-    return out
+    return tuple(out)
 
 
 def _routes(idx: torch.Tensor, tables, rows) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -110,22 +124,23 @@ def _routes(idx: torch.Tensor, tables, rows) -> list[tuple[torch.Tensor, torch.T
     return out
 
 
-def _lookup(table: torch.Tensor, rows: torch.Tensor, padding_idx) -> torch.Tensor:
-    """``table[rows]``, ``(*rows.shape, d)``, with :class:`.Embedding`'s checks and messages."""
-    _validate.embedding(rows, table, padding_idx, ids_now=not _validate.kernel_refuses_bad_indices(table))
-    looked = _validate.explained(lambda: table.index_select(0, rows.reshape(-1)),
-                                 lambda: _validate.bad_ids(rows, table.shape[0]))
-    return looked.reshape(*rows.shape, table.shape[1])
+def _lookup(table: torch.Tensor, rows: torch.Tensor, checked: bool) -> torch.Tensor:
+    """``table[rows]``, ``(*rows.shape, d)`` (``torch.embedding``: the forward map alone, one call for
+    any shape of ids), with :class:`.Embedding`'s message for an id out of range: read after the CPU
+    kernel refuses one, or before the lookup (``checked`` False) where the kernel cannot, as on CUDA."""
+    if not checked and (error := _validate.bad_ids(rows, table.shape[0])):
+        raise error
+    return _validate.explained(lambda: torch.embedding(table, rows), lambda: _validate.bad_ids(rows, table.shape[0]))
 
 
-def _feature(idx, tables, tensors, rows) -> torch.Tensor | None:
+def _feature(idx, tables, tensors, rows, checked: bool) -> torch.Tensor | None:
     """One feature's ``(B, W, d)`` vectors from its tables (None: every table lacks a tangent)."""
     vectors = None
-    for (k, _, padding_idx, _), (table_rows, inside) in zip(tables, _routes(idx, tables, rows)):
+    for (k, *_), (table_rows, inside) in zip(tables, _routes(idx, tables, rows)):
         table = tensors[k]
         if table is None:  # forward mode: a table without a tangent adds zeros
             continue
-        looked = _lookup(table, table_rows, padding_idx)
+        looked = _lookup(table, table_rows, checked)
         if inside is None:
             vectors = looked
         else:
@@ -138,14 +153,15 @@ def _features(ids, layout, tensors, rows) -> list[torch.Tensor | None]:
     """The per-feature ``(B, W, d)`` vectors; ``tensors`` the tables (or their tangents: None is a zero
     table), ``rows`` every table's row count."""
     parts = []
+    checked = _validate.kernel_refuses_bad_indices(ids)  # the lookups run where the ids are
     for channel, tables in _tables(layout):
         if channel is None:
             parts.append(tensors[tables[0][0]])
         elif len(tables) == 1:
-            parts.append(_feature(ids[:, channel], tables, tensors, rows))
+            parts.append(_feature(ids[:, channel], tables, tensors, rows, checked))
         else:  # an id outside the split table is named as the feature's id, not a table's row
             idx, total = ids[:, channel], sum(rows[k] for k, *_ in tables)
-            parts.append(_validate.explained(lambda: _feature(idx, tables, tensors, rows),
+            parts.append(_validate.explained(lambda: _feature(idx, tables, tensors, rows, checked),
                                              lambda: _validate.bad_ids(idx, total)))
     return parts
 
