@@ -6,7 +6,8 @@ hidden layer, 9 tags. One call is forward + hand-written backward, with
 ``torch.autograd.grad`` so that no ``.grad`` accumulation is timed. The issue
 sets no target for these, except the fused layer (issue 13): ``dense`` forward +
 backward at most 1.0x ``tanh(F.linear(x, W, b))`` at 256 and 4096 x 300 -> 300.
-The other fused rows (layer + dropout, output layer + loss) are reported.
+The other fused rows (layer + dropout, output layer + loss, the window lookup
+of every feature in one call) are reported.
 """
 
 from __future__ import annotations
@@ -68,6 +69,42 @@ def embedding_case(batch: int, sparse: bool) -> Case:
         lambda: embedding(ids, weight, sparse=sparse),
         lambda: F.embedding(ids, weight, sparse=sparse),
         (weight,), g,
+    )
+
+
+#: The window lookup's features: (rows, width), the first the word table split at WORD_TRAINED rows
+#: (the rest frozen), as the NER model's; then casing, shape, and two affix tables.
+WINDOW_FEATURES = [(VOCAB, EMBED_DIM), (12, 8), (50, 8), (2_000, 16), (2_000, 16)]
+WORD_TRAINED = 15_000
+
+
+def window_lookup_case(batch: int) -> Case:
+    """One WindowLookup call against torch's composition: F.embedding per table (torch.where over the
+    split word table) and torch.cat, forward + backward into the trainable tables."""
+    from cs224n_nn.autograd import WindowLookup
+
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.stack([torch.randint(rows, (batch, WINDOW), generator=gen) for rows, _ in WINDOW_FEATURES], dim=1)
+    (_, word_dim), *others = WINDOW_FEATURES
+    trained = torch.randn(WORD_TRAINED, word_dim, requires_grad=True)
+    frozen = torch.randn(VOCAB - WORD_TRAINED, word_dim)
+    tables = [torch.randn(rows, width, requires_grad=True) for rows, width in others]
+    layout = ((0, ((0, None, False), (WORD_TRAINED, None, False))),
+              *((c, ((0, None, False),)) for c in range(1, len(WINDOW_FEATURES))))
+    width = sum(w for _, w in WINDOW_FEATURES)
+
+    def native():
+        word, known = ids[:, 0], ids[:, 0] < WORD_TRAINED
+        words = torch.where(known.unsqueeze(-1), F.embedding(torch.where(known, word, 0), trained),
+                            F.embedding(torch.where(known, 0, word - WORD_TRAINED), frozen))
+        parts = [words] + [F.embedding(ids[:, c + 1], t) for c, t in enumerate(tables)]
+        return torch.cat(parts, dim=-1).flatten(1)
+
+    return _case(
+        "window lookup", f"{batch}x{WINDOW} windows, {len(WINDOW_FEATURES)} features (word split), D = {width}",
+        "torch.cat of F.embedding (torch.where over the split)",
+        lambda: WindowLookup.apply(ids, layout, trained, frozen, *tables), native,
+        (trained, *tables), torch.randn(batch, WINDOW * width),
     )
 
 
@@ -163,6 +200,7 @@ def cases(mode: str) -> Iterator[Case]:
         yield affine_case(batch)
         yield embedding_case(batch, sparse=False)
         yield embedding_case(batch, sparse=True)
+        yield window_lookup_case(batch)
         yield from loss_cases(batch)
         yield dropout_case(batch)
 

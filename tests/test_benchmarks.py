@@ -128,7 +128,7 @@ def test_every_piece_has_its_row(tiny_rows):
     for name in ("sigmoid", "tanh", "hardtanh", "softsign", "relu", "leaky_relu"):
         assert ("activations", name) in pieces
     for name in ("affine", "embedding (dense grad)", "embedding (sparse grad)", "softmax_cross_entropy",
-                 "multiclass_max_margin", "max_margin", "dropout (p=0.5, train)"):
+                 "multiclass_max_margin", "max_margin", "dropout (p=0.5, train)", "window lookup"):
         assert ("layers", name) in pieces
     optim_rows = [r for r in rows if r.group == "optimizers"]
     for ours_name, torch_name, _ in run.optimizers.OPTIMIZERS:

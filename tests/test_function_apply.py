@@ -31,6 +31,8 @@ CALLS = [
     (fn.LeakyReLU, lambda x: (x, 0.2)),
     (fn.Affine, lambda x: (x, torch.ones(3, 4, dtype=x.dtype), torch.zeros(3, dtype=x.dtype))),
     (fn.SoftmaxCrossEntropy, lambda x: (x, torch.tensor([0, 1, 2, 3, 0, 1]), None, -100, "mean", 0.0)),
+    # a trailing *tensors: ids (B, C, W), the layout, then one table (x: 6 rows)
+    (fn.WindowLookup, lambda x: (IDS.unsqueeze(1), ((0, ((0, None, False),)),), x)),
 ]
 
 
@@ -81,4 +83,5 @@ def test_transforms_take_torch_path():
 def test_arity_is_forward_parameter_count():
     assert fn.Tanh._arity == 1 and fn.HardTanh._arity == 3 and fn.Embedding._arity == 5
     assert fn.SoftmaxCrossEntropy._arity == 6
+    assert fn.WindowLookup._arity == 3 and fn.WindowLookup._varargs and not fn.Embedding._varargs
     assert all(issubclass(c, HandWrittenFunction) for c, _ in CALLS)

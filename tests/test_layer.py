@@ -450,9 +450,9 @@ def test_benchmark_rows_compare_equal_work(monkeypatch):
     # torch's F.dropout samples the same law from another random stream (cs224n_nn.autograd.dropout):
     # here the native side runs torch's formula on our draw, so that both sides can be compared exactly.
     monkeypatch.setattr(layers.F, "dropout", inverted_dropout)
-    cases = [*layers.dense_cases(16), *layers.dense_loss_cases(16)]
+    cases = [*layers.dense_cases(16), *layers.dense_loss_cases(16), layers.window_lookup_case(16)]
     assert [c.piece for c in cases] == ["dense (tanh)", "dense (tanh, dropout 0.5)", "dense_cross_entropy",
-                                        "dense_multi_margin"]
+                                        "dense_multi_margin", "window lookup"]
     assert [c.target for c in layers.dense_cases(256)][0].bound == 1.0
     for case in cases:
         torch.manual_seed(4)

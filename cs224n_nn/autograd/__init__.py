@@ -15,14 +15,15 @@ positionally, except that ``Dropout.apply(x, mask)`` takes the mask drawn by
 
 from .activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftSign, Tanh
 from .dropout import Dropout, keep_mask
-from .embedding import Embedding, renorm_rows_
+from .embedding import Embedding, embedding_grad, renorm_rows_
+from .window import WindowLookup
 from .linear import Affine
 from .losses import MaxMarginLoss, MultiClassMaxMarginLoss, SoftmaxCrossEntropy
 from .crf import CRFNegLogLikelihood
 
 __all__ = [
     "Sigmoid", "Tanh", "HardTanh", "SoftSign", "ReLU", "LeakyReLU",
-    "Affine", "Dropout", "keep_mask", "Embedding", "renorm_rows_",
+    "Affine", "Dropout", "keep_mask", "Embedding", "embedding_grad", "renorm_rows_", "WindowLookup",
     "MaxMarginLoss", "MultiClassMaxMarginLoss", "SoftmaxCrossEntropy",
     "CRFNegLogLikelihood",
 ]

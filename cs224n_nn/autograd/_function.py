@@ -9,7 +9,8 @@ forward itself (measured on this project's 2-core CPU: the ``apply`` of a
 minimal tanh Function took 26 us against 9 us without it).
 
 :meth:`HandWrittenFunction.apply` skips the binding when there is nothing to
-bind -- every argument of ``forward`` given positionally -- and no
+bind -- every argument of ``forward`` given positionally (any number for a
+trailing ``*tensors``) -- and no
 ``torch.func`` transform is active; it then calls the C++ ``apply`` exactly as
 torch's Python ``apply`` does after binding. Every other call (keywords,
 omitted defaults, ``vmap``/``grad``/``jacrev``/``jvp``) takes torch's own
@@ -63,10 +64,13 @@ class HandWrittenFunction(Function):
     """``torch.autograd.Function`` whose ``apply`` skips argument binding when all arguments are given."""
 
     _arity: int = -1  # number of parameters of ``forward``; set for each subclass
+    _varargs: bool = False  # ``forward`` ends in ``*tensors``: any number of arguments from ``_arity - 1`` on
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._arity = len(inspect.signature(cls.forward).parameters)
+        parameters = inspect.signature(cls.forward).parameters.values()
+        cls._arity = len(parameters)
+        cls._varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
         backward = cls.__dict__.get("backward")
         if isinstance(backward, staticmethod):
             cls.backward = staticmethod(outside_autocast(backward.__func__))
@@ -77,7 +81,8 @@ class HandWrittenFunction(Function):
     @classmethod
     def apply(cls, *args, **kwargs):
         fast = lookup(*FAST_PATH_SYMBOLS)
-        if fast is None or kwargs or len(args) != cls._arity or fast[0]():
+        given_all = len(args) >= cls._arity - 1 if cls._varargs else len(args) == cls._arity
+        if fast is None or kwargs or not given_all or fast[0]():
             return super().apply(*args, **kwargs)
         # What Function.apply does once the arguments are bound: drop dead
         # functorch wrappers (a tensor that escaped a finished transform), then

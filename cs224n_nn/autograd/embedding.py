@@ -30,6 +30,44 @@ def renorm_rows_(weight: torch.Tensor, ids: torch.Tensor, max_norm: float, norm_
         weight.index_copy_(0, rows, weight.index_select(0, rows) * scale.unsqueeze(1))
 
 
+def embedding_grad(ids: torch.Tensor, grad: torch.Tensor, num_embeddings: int, padding_idx: int | None = None,
+                   sparse: bool = False, scale_grad_by_freq: bool = False) -> torch.Tensor:
+    r"""``dJ/dL`` of the lookup ``x = L[ids]`` from ``grad = dJ/dx`` (shape ``(*ids.shape, d)``): the one
+    formula of the embedding's backward, which :class:`Embedding` and the window lookup
+    (:mod:`.window`) call.
+
+    Row ``r`` is the sum of ``grad`` over the positions holding id ``r`` (``zeros.index_add(0, ids,
+    grad)``); row ``padding_idx`` (non-negative here) gets none; ``scale_grad_by_freq`` first divides
+    each position's gradient by its id's count in ``ids``; ``sparse`` gives a
+    ``torch.sparse_coo_tensor`` with one row per (non-padding) position, uncoalesced, as torch does.
+    """
+    ids = ids.reshape(-1)
+    delta = grad.reshape(-1, grad.shape[-1])
+    shape = (num_embeddings, grad.shape[-1])
+    if scale_grad_by_freq:
+        counts = torch.zeros(num_embeddings, dtype=grad.dtype, device=grad.device)
+        counts = counts.index_add(0, ids, torch.ones_like(ids, dtype=grad.dtype))
+        delta = delta / counts.index_select(0, ids).unsqueeze(1)
+    if sparse:
+        if padding_idx is not None:
+            # Drop the padding positions (as torch does).
+            kept = (ids != padding_idx).nonzero().squeeze(1)
+            ids, delta = ids.index_select(0, kept), delta.index_select(0, kept)
+        return torch.sparse_coo_tensor(ids.long().unsqueeze(0), delta, shape, check_invariants=False)
+    zeros = grad.new_zeros(shape)
+    # dL/dL[r] = the sum of delta over the positions holding id r, written out of place
+    # (index_add, index_fill) like every derivative here. In a plain backward (._plain) the
+    # same sum goes into the fresh zero table in place, which saves one copy of the whole table.
+    plain = plain_backward(grad)
+    dweight = zeros.index_add_(0, ids, delta) if plain else zeros.index_add(0, ids, delta)
+    if padding_idx is not None:
+        # Row padding_idx receives no gradient: zeroing that one row of the sum costs d
+        # writes, where masking the padding positions of delta cost a pass over all N x d.
+        pad = torch.tensor([padding_idx], device=grad.device)
+        dweight = dweight.index_fill_(0, pad, 0) if plain else dweight.index_fill(0, pad, 0)
+    return dweight
+
+
 class Embedding(HandWrittenFunction):
     r"""``out[..., :] = weight[ids[...], :]`` for integer ``ids`` of any shape.
 
@@ -68,31 +106,7 @@ class Embedding(HandWrittenFunction):
     @staticmethod
     def backward(ctx, grad):
         (ids,) = ctx.saved_tensors
-        ids = ids.reshape(-1)
-        delta = grad.reshape(-1, grad.shape[-1])
-        shape = (ctx.num_embeddings, grad.shape[-1])
-        if ctx.scale_grad_by_freq:
-            counts = torch.zeros(ctx.num_embeddings, dtype=grad.dtype, device=grad.device)
-            counts = counts.index_add(0, ids, torch.ones_like(ids, dtype=grad.dtype))
-            delta = delta / counts.index_select(0, ids).unsqueeze(1)
-        if ctx.sparse:
-            if ctx.padding_idx is not None:
-                # Drop the padding positions (as torch does).
-                kept = (ids != ctx.padding_idx).nonzero().squeeze(1)
-                ids, delta = ids.index_select(0, kept), delta.index_select(0, kept)
-            dweight = torch.sparse_coo_tensor(ids.long().unsqueeze(0), delta, shape, check_invariants=False)
-        else:
-            zeros = grad.new_zeros(shape)
-            # dL/dL[r] = the sum of delta over the positions holding id r, written out of place
-            # (index_add, index_fill) like every derivative here. In a plain backward (._plain) the
-            # same sum goes into the fresh zero table in place, which saves one copy of the whole table.
-            plain = plain_backward(grad)
-            dweight = zeros.index_add_(0, ids, delta) if plain else zeros.index_add(0, ids, delta)
-            if ctx.padding_idx is not None:
-                # Row padding_idx receives no gradient: zeroing that one row of the sum costs d
-                # writes, where masking the padding positions of delta cost a pass over all N x d.
-                pad = torch.tensor([ctx.padding_idx], device=grad.device)
-                dweight = dweight.index_fill_(0, pad, 0) if plain else dweight.index_fill(0, pad, 0)
+        dweight = embedding_grad(ids, grad, ctx.num_embeddings, ctx.padding_idx, ctx.sparse, ctx.scale_grad_by_freq)
         return None, dweight, None, None, None
 
     @staticmethod

@@ -35,6 +35,7 @@ import torch
 
 from cs224n_nn import functional as cF
 from cs224n_nn import nn as cnn
+from cs224n_nn.autograd import WindowLookup
 from cs224n_nn.autograd.activations import ACTIVATIONS as ACTIVATION_RULES
 from cs224n_nn.errors import ConfigError
 from cs224n_nn.init import init_module_
@@ -302,7 +303,18 @@ class WindowNERNetwork(torch.nn.Module):
     # -- scores -----------------------------------------------------------
 
     def window_vectors(self, windows: torch.Tensor) -> torch.Tensor:
-        """The notes' ``x`` ``[B, W * sum d]`` for windows ``[B, C, W]`` of feature ids (embedding dropout applied)."""
+        """The notes' ``x`` ``[B, W * sum d]`` for windows ``[B, C, W]`` of feature ids (embedding dropout applied).
+
+        One :class:`cs224n_nn.autograd.WindowLookup` call looks up and concatenates every feature
+        (the bags of N-grams averaged first) when every table is a plain ``cs224n_nn.nn.Embedding``;
+        otherwise (a table swapped for torch's, as the benchmark's twin does, or given ``max_norm``
+        or ``scale_grad_by_freq``) each table is looked up on its own and the parts concatenated.
+        The two compute the same numbers (tests/test_window_lookup.py).
+        """
+        fused = self._window_layout(windows)
+        if fused is not None:
+            layout, tensors = fused
+            return self.embedding_dropout(WindowLookup.apply(windows, layout, *tensors))
         # [B, W, d_f] per feature -> [B, W, sum d] -> [B, W * sum d]
         parts = []
         for channels, emb in zip(self.encoder.channels, self.embeddings):
@@ -311,6 +323,27 @@ class WindowNERNetwork(torch.nn.Module):
             else:
                 parts.append(self._bag_vectors(emb, windows[:, channels]))
         return self.embedding_dropout(torch.cat(parts, dim=-1).flatten(1))
+
+    def _window_layout(self, windows: torch.Tensor):
+        """``(layout, tensors)`` of :class:`~cs224n_nn.autograd.WindowLookup` for these windows, or None
+        when some table is not one the fused lookup covers."""
+        def plain(table) -> bool:
+            return type(table) is cnn.Embedding and table.max_norm is None and not table.scale_grad_by_freq
+
+        layout, tensors = [], []
+        for channels, emb in zip(self.encoder.channels, self.embeddings):
+            if channels.stop - channels.start > 1:  # a bag of N-grams: its mean vectors go in whole
+                layout.append((None, ()))
+                tensors.append(self._bag_vectors(emb, windows[:, channels]))
+                continue
+            parts = [emb] if not isinstance(emb, WordEmbedding) else \
+                [emb.trained] + ([] if emb.frozen is None else [emb.frozen])
+            if not all(plain(t) for t in parts):
+                return None
+            firsts = [0, emb.n_trained] if len(parts) == 2 else [0]
+            layout.append((channels.start, tuple((f, t.padding_idx, t.sparse) for f, t in zip(firsts, parts))))
+            tensors += [t.weight for t in parts]
+        return tuple(layout), tensors
 
     @staticmethod
     def _bag_vectors(emb: cnn.Embedding, ids: torch.Tensor) -> torch.Tensor:
