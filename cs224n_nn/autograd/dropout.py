@@ -18,9 +18,10 @@ samples, from a cheaper draw. torch's CPU ``bernoulli_`` took 1.2-1.4 ms for a
 256 x 300 mask on our 2-core machine against 0.4-0.5 ms for ``rand_like`` and
 the comparison, and the mask was the largest single cost of the NER training
 step. The comparison itself is spelled in float arithmetic (see
-:func:`keep_mask`), which gives the same mask faster than a bool tensor. The masks are therefore not the ones ``torch.nn.functional.dropout``
-draws after the same seed (torch makes no such promise across devices
-either); tests compare with torch through the mask itself.
+:func:`keep_mask`), which gives the same mask faster than a bool tensor.
+The masks are therefore not the ones ``torch.nn.functional.dropout`` draws
+after the same seed (torch makes no such promise across devices either);
+tests compare with torch through the mask itself.
 """
 
 from __future__ import annotations

@@ -330,16 +330,22 @@ class WindowNERNetwork(torch.nn.Module):
         def plain(table) -> bool:
             return type(table) is cnn.Embedding and table.max_norm is None and not table.scale_grad_by_freq
 
+        def tables(emb) -> list:
+            if isinstance(emb, WordEmbedding):
+                return [emb.trained] + ([] if emb.frozen is None else [emb.frozen])
+            return [emb]
+
+        features = list(zip(self.encoder.channels, self.embeddings))
+        single = [(channels, emb) for channels, emb in features if channels.stop - channels.start == 1]
+        if not all(plain(t) for _, emb in single for t in tables(emb)):
+            return None
         layout, tensors = [], []
-        for channels, emb in zip(self.encoder.channels, self.embeddings):
+        for channels, emb in features:
             if channels.stop - channels.start > 1:  # a bag of N-grams: its mean vectors go in whole
                 layout.append((None, ()))
                 tensors.append(self._bag_vectors(emb, windows[:, channels]))
                 continue
-            parts = [emb] if not isinstance(emb, WordEmbedding) else \
-                [emb.trained] + ([] if emb.frozen is None else [emb.frozen])
-            if not all(plain(t) for t in parts):
-                return None
+            parts = tables(emb)
             firsts = [0, emb.n_trained] if len(parts) == 2 else [0]
             layout.append((channels.start, tuple((f, t.padding_idx, t.sparse) for f, t in zip(firsts, parts))))
             tensors += [t.weight for t in parts]
