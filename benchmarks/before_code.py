@@ -37,11 +37,15 @@ NAME = "cs224n_nn_before"
 
 
 def commit_of(stem: str, repo: Path) -> str | None:
-    """The full commit ``stem`` names in ``repo`` (a report's file stem, e.g. ``a5b2e59``), or None."""
+    """The full commit ``stem`` names in ``repo`` (a report's file stem, e.g. ``a5b2e59``), or None
+    (also when ``repo`` is not a git checkout or git is missing)."""
     if not re.fullmatch(r"[0-9a-f]{7,40}", stem):
         return None
-    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{stem}^{{commit}}"],
-                           capture_output=True, text=True)
+    try:
+        found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{stem}^{{commit}}"],
+                               capture_output=True, text=True)
+    except OSError:  # no git on this machine: there is no commit to name
+        return None
     if found.returncode != 0:
         return None
     return found.stdout.strip() or None

@@ -357,6 +357,7 @@ def test_an_earlier_commit_of_the_package_loads_beside_todays_and_times_against_
         pytest.skip("a5b2e59 is not in this clone's history")
     assert before_code.commit_of("not-a-commit", run.ROOT) is None
     assert before_code.commit_of("0000000", run.ROOT) is None
+    assert before_code.commit_of("a5b2e59", run.ROOT.parent / "no-such-checkout") is None
     old = before_code.load(commit, run.ROOT)
     assert old.__name__ == before_code.NAME and before_code.load(commit, run.ROOT) is old
     import cs224n_nn.optim
@@ -373,6 +374,16 @@ def test_an_earlier_commit_of_the_package_loads_beside_todays_and_times_against_
     assert type(control.ours.__self__) is type(control.native.__self__) is cs224n_nn.optim.SGD
     assert optimizers.recheck_case("SGD (default)", "3 x 100", old.__name__) is None  # not a benchmark shape
     assert optimizers.recheck_case("NoSuchOpt (default)", "100 x 1K", old.__name__) is None
+
+
+def test_without_git_there_is_no_before_commit_and_the_report_goes_on(monkeypatch):
+    from benchmarks import before_code
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(before_code.subprocess, "run", no_git)
+    assert before_code.commit_of("a5b2e59", run.ROOT) is None
 
 
 def test_a_recheck_against_the_before_commit_is_named_after_its_row():
