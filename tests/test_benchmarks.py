@@ -376,7 +376,7 @@ def test_an_earlier_commit_of_the_package_loads_beside_todays_and_times_against_
     assert optimizers.recheck_case("NoSuchOpt (default)", "100 x 1K", old.__name__) is None
 
 
-def test_without_git_there_is_no_before_commit_and_the_report_goes_on(monkeypatch):
+def test_without_git_there_is_no_before_commit(monkeypatch):
     from benchmarks import before_code
 
     def no_git(*args, **kwargs):
