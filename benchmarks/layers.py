@@ -82,6 +82,7 @@ def window_lookup_case(batch: int) -> Case:
     """One WindowLookup call against torch's composition: F.embedding per table (torch.where over the
     split word table) and torch.cat, forward + backward into the trainable tables."""
     from cs224n_nn.autograd import WindowLookup
+    from cs224n_nn.autograd.window import split_lookup
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.stack([torch.randint(rows, (batch, WINDOW), generator=gen) for rows, _ in WINDOW_FEATURES], dim=1)
@@ -94,9 +95,8 @@ def window_lookup_case(batch: int) -> Case:
     width = sum(w for _, w in WINDOW_FEATURES)
 
     def native():
-        word, known = ids[:, 0], ids[:, 0] < WORD_TRAINED
-        words = torch.where(known.unsqueeze(-1), F.embedding(torch.where(known, word, 0), trained),
-                            F.embedding(torch.where(known, 0, word - WORD_TRAINED), frozen))
+        words = split_lookup(ids[:, 0], WORD_TRAINED, lambda i: F.embedding(i, trained),
+                             lambda i: F.embedding(i, frozen))
         parts = [words] + [F.embedding(ids[:, c + 1], t) for c, t in enumerate(tables)]
         return torch.cat(parts, dim=-1).flatten(1)
 

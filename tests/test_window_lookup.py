@@ -4,6 +4,8 @@ torch.cat, in every autograd mode, and in the NER network."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.autograd import forward_ad as fwAD
@@ -11,6 +13,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import cs224n_nn.functional as cf
 from cs224n_nn.autograd import WindowLookup
+from cs224n_nn.autograd.window import split_lookup
 
 B, W = 3, 5
 
@@ -35,12 +38,9 @@ def setup(dtype=torch.float64, sparse=False, seed=0, pad=0):
 def composed(ids, tensors, sparse=False):
     """What the NER network computed before: one embedding per table, torch.where over the split, cat."""
     trained, frozen, casing, bag = tensors
-    word = ids[:, 0]
-    known = word < 6
-    inside = cf.embedding(torch.where(known, word, 0), trained, padding_idx=0, sparse=sparse)
-    outside = cf.embedding(torch.where(known, 0, word - 6), frozen)
-    parts = [torch.where(known.unsqueeze(-1), inside, outside),
-             cf.embedding(ids[:, 1], casing, padding_idx=0, sparse=sparse), bag]
+    words = split_lookup(ids[:, 0], 6, lambda i: cf.embedding(i, trained, padding_idx=0, sparse=sparse),
+                         lambda i: cf.embedding(i, frozen))
+    parts = [words, cf.embedding(ids[:, 1], casing, padding_idx=0, sparse=sparse), bag]
     return torch.cat(parts, dim=-1).flatten(1)
 
 
@@ -127,6 +127,7 @@ def test_autocast_follows_the_tables_dtype_and_compile_traces_it():
     ("channel", "layout names channel 7, but ids has 3 channels"),
     ("split gap", "serve consecutive ids from 0"),
     ("bag shape", "must be (B, W, d)"),
+    ("padding_idx", "padding_idx must be within [-4, 4)"),
 ])
 def test_bad_input_is_one_clear_error(bad, message):
     ids, layout, tensors = setup()
@@ -142,9 +143,11 @@ def test_bad_input_is_one_clear_error(bad, message):
         layout = ((7, ((0, 0, False), (6, None, False))),) + layout[1:]
     elif bad == "split gap":
         layout = ((0, ((0, 0, False), (5, None, False))),) + layout[1:]
+    elif bad == "padding_idx":
+        layout = layout[:1] + ((1, ((0, 4, False),)),) + layout[2:]
     elif bad == "bag shape":
         tensors = (*tensors[:3], tensors[3][:, :2])
-    with pytest.raises((ValueError, IndexError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises((ValueError, IndexError, TypeError), match=re.escape(message)):
         WindowLookup.apply(ids, layout, *tensors)
 
 

@@ -126,13 +126,18 @@ def embedding(ids, weight, padding_idx, *, ids_now: bool = True) -> None:
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
     num = weight.shape[0]
+    padding(padding_idx, num)
+    if ids_now and (error := bad_ids(ids, num)) is not None:
+        raise error
+
+
+def padding(padding_idx, num: int) -> None:
+    """``padding_idx``: None, or an int within ``[-num, num)`` for a table of ``num`` rows."""
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, int):
             raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
         if not -num <= padding_idx < num:
             raise ValueError(f"padding_idx must be within [-{num}, {num}) (num_embeddings={num}), got {padding_idx}")
-    if ids_now and (error := bad_ids(ids, num)) is not None:
-        raise error
 
 
 def kernel_refuses_bad_indices(t: torch.Tensor) -> bool:

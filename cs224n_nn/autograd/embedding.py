@@ -30,6 +30,16 @@ def renorm_rows_(weight: torch.Tensor, ids: torch.Tensor, max_norm: float, norm_
         weight.index_copy_(0, rows, weight.index_select(0, rows) * scale.unsqueeze(1))
 
 
+def lookup(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The forward map ``weight[ids]``, ``(*ids.shape, d)``, which :class:`Embedding` and the window
+    lookup (:mod:`.window`) call; an out-of-range id gets our one-line message, its values read only
+    once ``index_select`` has refused it (the caller checks them first where the kernel cannot:
+    :func:`._validate.kernel_refuses_bad_indices`)."""
+    rows = _validate.explained(lambda: weight.index_select(0, ids.reshape(-1)),
+                               lambda: _validate.bad_ids(ids, weight.shape[0]))
+    return rows.reshape(*ids.shape, weight.shape[1])
+
+
 def embedding_grad(ids: torch.Tensor, grad: torch.Tensor, num_embeddings: int, padding_idx: int | None = None,
                    sparse: bool = False, scale_grad_by_freq: bool = False) -> torch.Tensor:
     r"""``dJ/dL`` of the lookup ``x = L[ids]`` from ``grad = dJ/dx`` (shape ``(*ids.shape, d)``): the one
@@ -89,9 +99,7 @@ class Embedding(HandWrittenFunction):
         _validate.embedding(ids, weight, padding_idx, ids_now=not _validate.kernel_refuses_bad_indices(weight))
         if sparse and scale_grad_by_freq:
             raise ValueError("scale_grad_by_freq=True is not supported with sparse=True (torch refuses it too)")
-        rows = _validate.explained(lambda: weight.index_select(0, ids.reshape(-1)),
-                                   lambda: _validate.bad_ids(ids, weight.shape[0]))
-        return rows.reshape(*ids.shape, weight.shape[1])
+        return lookup(weight, ids)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

@@ -50,14 +50,14 @@ import torch
 
 from ._function import HandWrittenFunction
 from . import _validate
-from .embedding import embedding_grad
+from .embedding import embedding_grad, lookup
 
 
 def _check_layout(ids: torch.Tensor, layout, tensors) -> None:
     """Shapes, dtypes, channels, padding indices and the split tables' id ranges; the ids' values are
-    left to the lookups (:func:`_lookup`), as :class:`.Embedding` leaves them."""
+    left to the lookups (:func:`.embedding.lookup`), as :class:`.Embedding` leaves them."""
     _validate.tensor(ids, "ids")
-    if ids.dtype not in (torch.int32, torch.int64) or ids.dim() != 3:
+    if ids.dtype not in _validate._INDEX_DTYPES or ids.dim() != 3:
         raise ValueError(f"ids must be an int32/int64 (B, C, W) tensor of window ids, got {ids.dtype} "
                          f"of shape {tuple(ids.shape)}")
     features = _tables(layout)
@@ -82,11 +82,8 @@ def _check_layout(ids: torch.Tensor, layout, tensors) -> None:
                 shapes = [tuple(tensors[j].shape) for j, *_ in tables]
                 raise ValueError(f"the tables of channel {channel} must be 2-D, of one width, and serve "
                                  f"consecutive ids from 0: first ids {[f for _, f, _, _ in tables]} for shapes {shapes}")
-            rows = table.shape[0]
-            if padding_idx is not None and not -rows <= padding_idx < rows:
-                raise ValueError(f"padding_idx of a table of channel {channel} must be within [-{rows}, {rows}), "
-                                 f"got {padding_idx}")
-            first_width, expected = table.shape[1], first + rows
+            _validate.padding(padding_idx, table.shape[0])
+            first_width, expected = table.shape[1], first + table.shape[0]
 
 
 @functools.lru_cache(maxsize=256)
@@ -104,6 +101,20 @@ def _tables(layout):
             out.append((channel, tuple((k + i, *split) for i, split in enumerate(splits))))
             k += len(splits)
     return tuple(out)
+
+
+def split_lookup(ids: torch.Tensor, first: int, lower, upper) -> torch.Tensor:
+    """What :class:`WindowLookup` fuses for a table split at id ``first``, written per table:
+    ``lower(ids)`` where ``ids < first``, ``upper(ids - first)`` elsewhere (``lower`` and ``upper``
+    look up the two tables). Each reads its row 0 at the other's positions, and ``torch.where``
+    drops those rows and their gradient. The per-table path of the NER network
+    (:class:`cs224n_nn.ner.network.WordEmbedding`), the benchmark's torch twin and the tests'
+    references all call it."""
+    known = ids < first
+    zero = torch.zeros((), dtype=ids.dtype, device=ids.device)
+    inside = lower(torch.where(known, ids, zero))
+    outside = upper(torch.where(known, zero, ids - first))
+    return torch.where(known.unsqueeze(-1), inside, outside)
 
 
 def _routes(idx: torch.Tensor, tables, rows) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -124,15 +135,6 @@ def _routes(idx: torch.Tensor, tables, rows) -> list[tuple[torch.Tensor, torch.T
     return out
 
 
-def _lookup(table: torch.Tensor, rows: torch.Tensor, checked: bool) -> torch.Tensor:
-    """``table[rows]``, ``(*rows.shape, d)`` (``torch.embedding``: the forward map alone, one call for
-    any shape of ids), with :class:`.Embedding`'s message for an id out of range: read after the CPU
-    kernel refuses one, or before the lookup (``checked`` False) where the kernel cannot, as on CUDA."""
-    if not checked and (error := _validate.bad_ids(rows, table.shape[0])):
-        raise error
-    return _validate.explained(lambda: torch.embedding(table, rows), lambda: _validate.bad_ids(rows, table.shape[0]))
-
-
 def _feature(idx, tables, tensors, rows, checked: bool) -> torch.Tensor | None:
     """One feature's ``(B, W, d)`` vectors from its tables (None: every table lacks a tangent)."""
     vectors = None
@@ -140,7 +142,9 @@ def _feature(idx, tables, tensors, rows, checked: bool) -> torch.Tensor | None:
         table = tensors[k]
         if table is None:  # forward mode: a table without a tangent adds zeros
             continue
-        looked = _lookup(table, table_rows, checked)
+        if not checked and (error := _validate.bad_ids(table_rows, table.shape[0])):
+            raise error  # where the kernel cannot refuse an id itself (CUDA), before the lookup
+        looked = lookup(table, table_rows)
         if inside is None:
             vectors = looked
         else:

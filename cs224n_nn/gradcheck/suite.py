@@ -333,6 +333,7 @@ def _cases(seed: int) -> list[_Case]:
         cases.append(("DenseCrossEntropy", "DenseCrossEntropy", dense_loss(F.dense_cross_entropy, TF.cross_entropy)))
         cases.append(("DenseMultiMargin", "DenseMultiMargin", dense_loss(F.dense_multi_margin, TF.multi_margin_loss)))
     if hasattr(autograd, "WindowLookup"):
+        from cs224n_nn.autograd.window import split_lookup
 
         def window(generator, device):
             # B = 2 windows of W = 3 positions, two features: a word table split at 4 of its 6 ids
@@ -341,9 +342,7 @@ def _cases(seed: int) -> list[_Case]:
             layout = ((0, ((0, None, False), (4, None, False))), (1, ((0, None, False),)))
 
             def reference(ids, low, high, casing):
-                word, known = ids[:, 0], ids[:, 0] < 4
-                words = torch.where(known.unsqueeze(-1), TF.embedding(torch.where(known, word, 0), low),
-                                    TF.embedding(torch.where(known, 0, word - 4), high))
+                words = split_lookup(ids[:, 0], 4, lambda i: TF.embedding(i, low), lambda i: TF.embedding(i, high))
                 return torch.cat([words, TF.embedding(ids[:, 1], casing)], dim=-1).flatten(1)
 
             tables = (randn(generator, 4, 3), randn(generator, 2, 3), randn(generator, 4, 2))

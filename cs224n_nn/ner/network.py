@@ -36,6 +36,7 @@ import torch
 from cs224n_nn import functional as cF
 from cs224n_nn import nn as cnn
 from cs224n_nn.autograd import WindowLookup
+from cs224n_nn.autograd.window import split_lookup
 from cs224n_nn.autograd.activations import ACTIVATIONS as ACTIVATION_RULES
 from cs224n_nn.errors import ConfigError
 from cs224n_nn.init import init_module_
@@ -123,12 +124,7 @@ class WordEmbedding(torch.nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.frozen is None:
             return self.trained(ids)
-        known = ids < self.n_trained
-        zero = torch.zeros((), dtype=ids.dtype, device=ids.device)
-        # Positions of the other table read row 0 of each; torch.where drops them (and their gradient).
-        inside = self.trained(torch.where(known, ids, zero))
-        outside = self.frozen(torch.where(known, zero, ids - self.n_trained))
-        return torch.where(known.unsqueeze(-1), inside, outside)
+        return split_lookup(ids, self.n_trained, self.trained, self.frozen)
 
 
 class WindowClassifier(torch.nn.ModuleList):
