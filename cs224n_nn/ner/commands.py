@@ -42,6 +42,10 @@ DEMO_TEXT = "Museums in Paris are amazing"
 _TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\d+(?:[.,]\d+)*|\w+(?:[-'\u2019]\w+)*|[^\w\s]")
 
 
+ENSEMBLE_HELP = ("checkpoint written by cs224n-nn train; several (models of the same data and features, such as "
+                 "other seeds) tag as one, by their mean path score")
+
+
 def tokenize(text: str) -> list[str]:
     """Split raw text into CoNLL-style tokens ("Paris," -> "Paris", ",")."""
     return _TOKEN.findall(text)
@@ -88,10 +92,13 @@ def _format_tagged(tokens: Sequence[str], tags: Sequence[str], scheme: str) -> s
     return "\n".join(lines)
 
 
-def _load(path: str, device: str):
+def _load(paths: Sequence[str], device: str):
+    """The LightningModule that ``--ckpt PATH [PATH ...]`` names: one trained model, or several as one ensemble."""
+    from cs224n_nn.ner.ensemble import load_window_ensemble
     from cs224n_nn.ner.model import load_window_ner
+    from cs224n_nn.ner.tagger import EnsembleModule
 
-    model = load_window_ner(path)
+    model = load_window_ner(paths[0]) if len(paths) == 1 else EnsembleModule(load_window_ensemble(paths))
     return model.to(_device(device))
 
 
@@ -568,7 +575,7 @@ def _parse_inference_args(parser: argparse.ArgumentParser, argv: list[str]) -> a
 def evaluate(argv: list[str]) -> int:
     """``cs224n-nn evaluate --ckpt PATH --data FILE``: entity P/R/F1 overall and per type."""
     parser = argparse.ArgumentParser(prog="cs224n-nn evaluate", description="Score a checkpoint on a CoNLL file.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by cs224n-nn train")
+    parser.add_argument("--ckpt", required=True, nargs="+", metavar="PATH", help=ENSEMBLE_HELP)
     parser.add_argument("--data", required=True, help="CoNLL file with gold tags ('sample' for the packaged dev file)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
@@ -580,17 +587,16 @@ def evaluate(argv: list[str]) -> int:
 
     from cs224n_nn.ner.datamodule import resolve_data_path
     from cs224n_nn.ner.features import StreamingSentences, collate_sentences
-    from cs224n_nn.ner.model import load_window_ner
 
     _quiet_lightning()
-    model = load_window_ner(args.ckpt)
+    model = _load(args.ckpt, "cpu")
     path = resolve_data_path(args.data, "test")
     sentences = StreamingSentences(model.encoder, lambda: iter_conll(path), name=str(path))
     loader = DataLoader(sentences, batch_size=args.batch_size, collate_fn=collate_sentences)
     trainer = pl.Trainer(accelerator=args.accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     results = trainer.test(model, dataloaders=loader, verbose=False)
-    print(f"{path} ({args.ckpt})")
+    print(f"{path} ({', '.join(args.ckpt)})")
     print(_score_table(results[0], "test"))
     return 0
 
@@ -605,7 +611,7 @@ def predict(argv: list[str]) -> int:
         prog="cs224n-nn predict",
         description="Tag text with a trained checkpoint. Without --text or --conll, each line of stdin is a sentence.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by cs224n-nn train")
+    parser.add_argument("--ckpt", required=True, nargs="+", metavar="PATH", help=ENSEMBLE_HELP)
     parser.add_argument("--text", help="one sentence to tag")
     parser.add_argument("--conll", help="CoNLL file to tag (written with --output as TOKEN GOLD PRED lines)")
     parser.add_argument("--output", help="where --conll writes its TOKEN GOLD PRED lines ('-' for stdout)")

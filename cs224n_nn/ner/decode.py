@@ -27,7 +27,7 @@ import torch
 from cs224n_nn.autograd.crf import viterbi_decode
 from cs224n_nn.ner.conll import parse_tag
 
-__all__ = ["allowed_transitions", "pad_sentences", "viterbi", "viterbi_flat"]
+__all__ = ["allowed_transitions", "decode_path_scores", "pad_sentences", "transition_scores", "viterbi", "viterbi_flat"]
 
 
 def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,8 +75,13 @@ def pad_sentences(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tens
     return padded, mask
 
 
-def _as_scores(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A bool "allowed" mask as scores (0 allowed, a huge finite negative forbidden); scores as they are."""
+def transition_scores(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A bool "allowed" mask as scores (0 allowed, a huge finite negative forbidden); scores as they are.
+
+    In the dtype and on the device of ``like``.  The forbidden score is a
+    quarter of the dtype's lowest value, so that a few of them add up to a
+    finite number and never to ``nan``.
+    """
     if x.dtype != torch.bool:
         return x.to(device=like.device, dtype=like.dtype)
     neg_inf = torch.finfo(like.dtype).min / 4  # finite, so sums never become nan
@@ -105,7 +110,7 @@ def viterbi(
     """
     t_max = emissions.shape[1]
     mask = torch.arange(t_max, device=emissions.device).unsqueeze(0) < lengths.to(emissions.device).unsqueeze(1)
-    start, trans, end = (_as_scores(x, emissions) for x in (start, trans, end))
+    start, trans, end = (transition_scores(x, emissions) for x in (start, trans, end))
     return viterbi_decode(emissions, trans, start, end, mask)
 
 
@@ -121,3 +126,20 @@ def viterbi_flat(
         return emissions.new_zeros(0, dtype=torch.long)
     padded, mask = pad_sentences(emissions, lengths)
     return viterbi(padded, lengths, start, trans, end)[mask]
+
+
+def decode_path_scores(
+    terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    lengths: torch.Tensor,
+    decoder: str = "viterbi",
+) -> torch.Tensor:
+    """Tag ids ``[N]`` from the terms ``(emissions [N, K], start, trans, end)`` of a path's score.
+
+    ``viterbi``: each sentence's best path under all four terms
+    (:func:`viterbi_flat`); ``argmax``: each token's best emission alone
+    (the transition terms are not used).
+    """
+    emissions, start, trans, end = terms
+    if decoder == "argmax":
+        return emissions.argmax(dim=-1)
+    return viterbi_flat(emissions, lengths, start, trans, end)

@@ -6,9 +6,10 @@ classifier as a plain torch module, with its maths): it says what a
 training, validation, test and predict step is, builds the optimizer and
 schedule of :mod:`cs224n_nn.optim`, adds the optional L2 penalty
 ``lambda * sum ||W||_F^2`` without biases (:func:`cs224n_nn.regularize.l2_penalty`),
-logs the loss, entity P/R/F1 (:class:`~cs224n_nn.ner.metrics.EntityF1`) and
-token accuracy, and decides whether the large embedding tables take sparse
-gradients from the optimizer and the Trainer's settings.  The Trainer
+logs the loss, and decides whether the large embedding tables take sparse
+gradients from the optimizer and the Trainer's settings.  The scores it
+logs (entity P/R/F1, token accuracy) and its predict step are those of
+:class:`~cs224n_nn.ner.tagger.TaggerModule`, which it extends.  The Trainer
 decides where it runs (no device or loop code here).
 
 The module's state is its network's: its ``state_dict()`` carries the
@@ -23,9 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from torchmetrics.classification import MulticlassAccuracy
 
 from cs224n_nn import optim as coptim
 from cs224n_nn.errors import CS224nError, ConfigError
@@ -36,8 +35,6 @@ from cs224n_nn.ner.checkpoint_format import (
     load_window_ner,
     upgrade_state_dict,
 )
-from cs224n_nn.ner.features import WindowEncoder
-from cs224n_nn.ner.metrics import EntityF1
 from cs224n_nn.ner.network import (  # the network's names, importable from here as before the split
     ACTIVATIONS,
     DECODERS,
@@ -53,6 +50,7 @@ from cs224n_nn.ner.network import (  # the network's names, importable from here
     check_number,
     choose,
 )
+from cs224n_nn.ner.tagger import TaggerModule
 from cs224n_nn.regularize import l2_penalty
 
 __all__ = [
@@ -114,7 +112,7 @@ def _state_in(module: torch.nn.Module, state: dict[str, Any], prefix: str, *args
         state[inner + key[len(prefix):]] = state.pop(key)
 
 
-class WindowNERModule(pl.LightningModule):
+class WindowNERModule(TaggerModule):
     """Window classifier for NER trained under Lightning (the maths: :mod:`cs224n_nn.ner.network`).
 
     Args:
@@ -182,20 +180,9 @@ class WindowNERModule(pl.LightningModule):
         self.network = WindowNERNetwork(encoder, **{name: self.hparams[name] for name in NETWORK_ARGS})
         self.register_state_dict_post_hook(_state_out)
         self.register_load_state_dict_pre_hook(_state_in)
-        self.metrics = torch.nn.ModuleDict({stage: self._stage_metrics() for stage in ("val", "test")})
-
-    def _stage_metrics(self) -> torch.nn.ModuleDict:
-        return torch.nn.ModuleDict({
-            "entity": EntityF1(self.encoder.tags, scheme=self.encoder.scheme),
-            "accuracy": MulticlassAccuracy(num_classes=len(self.encoder.tags), average="micro"),
-        })
+        self._init_metrics()
 
     # -- the network's, for the steps and the commands ---------------------
-
-    @property
-    def encoder(self) -> WindowEncoder:
-        """The network's feature encoder (vocabularies, tags, schemes)."""
-        return self.network.encoder
 
     @property
     def loss_name(self) -> str:
@@ -249,38 +236,8 @@ class WindowNERModule(pl.LightningModule):
         n = batch["tags"].numel()
         self.log(f"{stage}/loss", self.data_loss(scores, batch["tags"], batch["lengths"]), batch_size=n, sync_dist=True)
         preds = self.decode_ids(scores, batch["lengths"])
-        metrics = self.metrics[stage]
-        metrics["entity"].update(preds, batch["tags"], batch["lengths"])
-        metrics["accuracy"].update(preds, batch["tags"])
+        self._update_metrics(preds, batch, stage)
         return preds
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        """The batch's predicted tag ids ``[N]`` (callbacks such as ConfusionMatrixCSV read them)."""
-        return self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._evaluation_step(batch, "test")
-
-    def _evaluation_epoch_end(self, stage: str) -> None:
-        metrics = self.metrics[stage]
-        # compute() syncs across processes; the values are then the same on every rank.
-        scores = {f"{stage}/{k}": v for k, v in metrics["entity"].compute().items()}
-        scores[f"{stage}/accuracy"] = metrics["accuracy"].compute()
-        f1 = scores.pop(f"{stage}/f1")
-        self.log_dict(scores, prog_bar=False)
-        self.log(f"{stage}/f1", f1, prog_bar=True)
-        for metric in metrics.values():
-            metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
-
-    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[list[str]]:
-        """Tags (in the data's own scheme) for each sentence of the batch."""
-        return self.network.tag(batch)
 
     # -- optimizer, schedule and sparse gradients -------------------------
 

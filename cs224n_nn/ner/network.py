@@ -40,7 +40,7 @@ from cs224n_nn.autograd.window import split_lookup
 from cs224n_nn.autograd.activations import ACTIVATIONS as ACTIVATION_RULES
 from cs224n_nn.errors import ConfigError
 from cs224n_nn.init import init_module_
-from cs224n_nn.ner.decode import allowed_transitions, pad_sentences, viterbi_flat
+from cs224n_nn.ner.decode import allowed_transitions, decode_path_scores, pad_sentences, transition_scores
 from cs224n_nn.ner.features import WindowEncoder, feature_width
 
 __all__ = [
@@ -409,17 +409,28 @@ class WindowNERNetwork(torch.nn.Module):
 
     # -- decoding ---------------------------------------------------------
 
-    def decode_ids(self, scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``)."""
-        if self.decoder == "argmax":
-            return scores.argmax(dim=-1)
-        if self.loss_name == "sentence_ll":  # the CRF's own scores: raw emissions, learned transitions
-            start, trans, end = self.crf_scores()
-            return viterbi_flat(scores, lengths, start, trans, end)
-        # Cross-entropy scores are logits: log-softmax makes the path score a
-        # log-probability.  Max-margin scores are used as they are.
+    def path_scores(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The terms of the score a tag path gets: ``(emissions [N, K], start [K], trans [K, K], end [K])``.
+
+        Decoding picks, in each sentence, the path ``y`` that maximises
+        ``start[y_1] + sum_t emissions[t, y_t] + sum_t trans[y_{t-1}, y_t] + end[y_L]``
+        (:mod:`cs224n_nn.ner.decode`).  Cross-entropy scores are logits:
+        log-softmax makes that sum the path's log-probability under the
+        per-token model, and the scheme's rules are 0 (allowed) or a huge
+        negative score (forbidden).  Max-margin scores are used as they are.
+        ``sentence_ll`` uses the CRF's raw emissions and learned scores.
+        Several networks tag as one by averaging these terms
+        (:class:`cs224n_nn.ner.ensemble.WindowNEREnsemble`).
+        """
+        if self.loss_name == "sentence_ll":
+            return (scores, *self.crf_scores())
         emissions = scores.log_softmax(dim=-1) if self.loss_name == "cross_entropy" else scores
-        return viterbi_flat(emissions, lengths, self.allowed_start, self.allowed_trans, self.allowed_end)
+        return (emissions, *(transition_scores(mask, emissions)
+                             for mask in (self.allowed_start, self.allowed_trans, self.allowed_end)))
+
+    def decode_ids(self, scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``): the best path of :meth:`path_scores`."""
+        return decode_path_scores(self.path_scores(scores), lengths, self.decoder)
 
     def tag(self, batch: Mapping[str, torch.Tensor]) -> list[list[str]]:
         """Tags (in the data's own scheme) for each sentence of a batch of windows and lengths."""
