@@ -124,6 +124,22 @@ def test_checkpoint_rebuilds_module_and_plain_network(encoder, tmp_path):
     torch.testing.assert_close(network.crf.transitions, module.network.crf.transitions)
 
 
+def test_checkpoint_with_word_vectors_of_another_size_rebuilds(encoder, tmp_path):
+    """A GloVe file of 4 dimensions sets the word table's width; loading (without the file) reads it back."""
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("paris 0.1 0.2 0.3 0.4\njohn 0.5 0.6 0.7 0.8\n")
+    module = WindowNERModule(encoder=encoder.state_dict(), word_vectors=str(vectors),
+                             **{k: v for k, v in ARGS.items() if k != "word_vectors"})
+    assert module.network.embeddings[0].embedding_dim == 4
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    path = tmp_path / "v.ckpt"
+    trainer.save_checkpoint(path)
+    batch = batch_of(encoder, TRAIN)
+    with torch.no_grad():
+        torch.testing.assert_close(load_window_network(path)(batch["windows"]), module.eval()(batch["windows"]))
+
+
 def test_network_and_its_loading_need_no_lightning(tmp_path):
     # A fresh process: building, loading and tagging with the plain network imports no Lightning.
     code = (

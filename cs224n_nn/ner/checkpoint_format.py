@@ -135,6 +135,7 @@ def _load(path: str | os.PathLike, map_location: str | torch.device, cls):
     state = upgrade_state_dict(checkpoint["state_dict"], checkpoint[CHECKPOINT_KEY]["format"])
     try:
         encoder = WindowEncoder.from_state_dict(checkpoint[CHECKPOINT_KEY]["encoder"])
+        _keep_word_dim(hparams, encoder, state)
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in cls(encoder=encoder, **hparams).state_dict().items()}
         stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -156,3 +157,20 @@ def _load(path: str | os.PathLike, map_location: str | torch.device, cls):
                       "the predictions will be meaningless", RuntimeWarning, stacklevel=3)
     model.eval()
     return model
+
+
+def _keep_word_dim(hparams: dict, encoder, state: dict) -> None:
+    """Put the stored word table's width into ``hparams["feature_dims"]`` when the run left it to the vectors.
+
+    A run with pretrained vectors takes the word size from them (GloVe 6B 50d
+    gives 50, another file its own); the checkpoint is rebuilt without them,
+    so the size is read off the stored table instead of the default.
+    """
+    dims = dict(hparams.get("feature_dims") or {})
+    if "word" not in encoder.features or "word" in dims:
+        return
+    i = encoder.features.index("word")
+    table = state.get(f"embeddings.{i}.trained.weight", state.get(f"embeddings.{i}.weight"))
+    if isinstance(table, torch.Tensor) and table.dim() == 2:
+        dims["word"] = int(table.shape[1])
+        hparams["feature_dims"] = dims
