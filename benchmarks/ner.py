@@ -43,6 +43,16 @@ peak RSS counter (VmHWM) is reset through ``/proc/self/clear_refs`` just
 before the first training step, and the figure is the peak during training
 minus the RSS just before it: what the training loop itself costs
 (activations, gradients, optimizer state). Target (issue 13): ours / native at most 1.0.
+RSS also moves with the C allocator's pages: the same side gives either of
+two figures about 2 MiB apart from one fresh process to the next.
+
+Peak tensor memory: the most bytes of tensor storage alive at once during
+the same pass, from torch.profiler's allocation events
+(``profile_memory=True``; every allocation and free of the CPU allocator,
+in order, summed), on fresh copies of both models in this process.  It is
+the CPU analogue of ``torch.cuda.max_memory_allocated`` and does not depend
+on the allocator's pages, so one run per side gives the same figure each
+time.  Same target.
 """
 
 from __future__ import annotations
@@ -313,6 +323,43 @@ def memory_rows(data: Data, batch_size: int, runs: int, log) -> list[Row]:
     return rows
 
 
+def peak_tensor_bytes(run: Callable[[], None]) -> int | None:
+    """The most bytes of tensor storage alive at once during ``run()`` (above what was alive before),
+    from torch.profiler's CPU memory events; None where this torch's profiler does not give them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    results = getattr(prof.profiler, "kineto_results", None)  # the raw events: allocations and frees in order
+    if results is None:
+        return None
+    live = peak = 0
+    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in results.events() if e.name() == "[memory]"):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def tensor_memory_row(data: Data, log) -> list[Row]:
+    peaks = {}
+    for side in ("ours", "native"):
+        ours = build_ours(data)
+        native = build_native(ours[0])
+        peaks[side] = peak_tensor_bytes(train_steps(*(ours if side == "ours" else native), data.batches))
+    if None in peaks.values() or not peaks["native"]:
+        log("  note: this torch's profiler gives no memory events; no peak tensor memory row")
+        return []
+    row = Row(
+        group="ner", piece="peak tensor memory (training)", setting=f"{len(data.batches)} batches of "
+        f"{data.batches[0]['tags'].numel()}", native_name=NATIVE_NAMES[False],
+        ours=peaks["ours"] / 2**20, native=peaks["native"] / 2**20, ratio=peaks["ours"] / peaks["native"],
+        unit="MiB", target=Target("<=", 1.0), runs=1,
+        note="memory: tensor bytes alive at once, from torch.profiler's allocation events (deterministic)",
+    )
+    log(f"  ner         {row.piece:<24} ours {row.ours:.2f} MiB, native {row.native:.2f} MiB, ratio {row.ratio:.2f}")
+    return [row]
+
+
 # ---------------------------------------------------------------- the group
 
 
@@ -337,6 +384,7 @@ def rows(ctx: Context) -> list[Row]:
     result = measure_all(cases(), ctx)
     if memory_runs:
         result += memory_rows(data, batch_size, memory_runs, ctx.log)
+        result += tensor_memory_row(data, ctx.log)
     return result
 
 

@@ -136,7 +136,8 @@ def test_every_piece_has_its_row(tiny_rows):
         assert f"torch.optim.{torch_name}(foreach)" in natives
         # a fused row exactly where this torch has a fused CPU kernel
         assert (f"torch.optim.{torch_name}(fused)" in natives) == run.optimizers.torch_has_fused(torch_name)
-    assert {r.piece for r in rows if r.group == "ner"} >= {"training throughput", "peak memory (training)"}
+    assert {r.piece for r in rows if r.group == "ner"} >= {"training throughput", "peak memory (training)",
+                                                           "peak tensor memory (training)"}
     assert [r.piece for r in rows if r.group == "gradcheck"] == ["check_all()"]
     decode_rows = [(r.piece, r.setting.split(",")[0]) for r in rows if r.group == "decode"]
     assert decode_rows == [(piece, loss) for loss in run.decode.LOSSES
@@ -166,7 +167,7 @@ def test_targets_follow_the_issue(tiny_rows):
             # issue 13: <= 1.3x torch's fused kernels on 10 x 1M, with our defaults
             assert r.target == (Target("<=", 1.3) if r.setting == "10 x 1M" else None)
         expected = {"training throughput": Target(">=", 1.05), "peak memory (training)": Target("<=", 1.0),
-                    "peak RSS (whole process)": None}
+                    "peak tensor memory (training)": Target("<=", 1.0), "peak RSS (whole process)": None}
         if r.group == "ner":
             assert r.target == expected[r.piece]
         if r.group == "decode":
@@ -447,3 +448,19 @@ def test_every_piece_of_this_tree_passes_every_semantics_check():
     rows = semantics.results(F)
     assert len(rows) >= 40
     assert [(p, s, c, r) for p, s, c, r in rows if r != "ok"] == []
+
+
+def test_peak_tensor_bytes_counts_what_is_alive_at_once():
+    ner = run.ner
+    x = torch.ones(1000, 1000)  # 4 MB each: a and b are alive together, c is made after a is freed
+
+    def work():
+        a = x * 2
+        b = a + 1
+        del a
+        c = b * 3
+        del b, c
+
+    peak = ner.peak_tensor_bytes(work)
+    assert peak is not None and 8_000_000 <= peak < 8_100_000
+    assert ner.peak_tensor_bytes(work) == peak  # deterministic

@@ -89,7 +89,7 @@ SCHEDULES = {
 }
 # The network's arguments, passed through from the module's.
 NETWORK_ARGS = ("feature_dims", "word_vectors", "freeze_word_vectors", "unknown_init", "hidden_dims", "activation",
-                "dropout", "embedding_dropout", "loss", "margin", "decode", "pretrained_swap", "word_dropout")
+                "dropout", "embedding_dropout", "loss", "margin", "decode", "word_dropout")
 _NETWORK = "network."
 
 
@@ -120,7 +120,7 @@ class WindowNERModule(TaggerModule):
             fills it in from the data module (``data.encoder_state``).
         feature_dims, word_vectors, freeze_word_vectors, unknown_init,
         hidden_dims, activation, dropout, embedding_dropout, loss, margin,
-        decode, pretrained_swap, word_dropout: the network's (:class:`~cs224n_nn.ner.network.WindowNERNetwork`).
+        decode, word_dropout: the network's (:class:`~cs224n_nn.ner.network.WindowNERNetwork`).
             With ``loss: sentence_ll`` training batches are whole sentences.
         optimizer: ``sgd``, ``adagrad``, ``adadelta``, ``rmsprop``, ``adam`` or ``adamw``;
             ``lr`` its learning rate, ``optimizer_args`` its other keywords.
@@ -160,7 +160,6 @@ class WindowNERModule(TaggerModule):
         decode: str = "viterbi",
         stop_on_nonfinite: bool = True,
         sparse_embeddings: bool | None = None,
-        pretrained_swap: float = 0.0,
         word_dropout: float = 0.0,
     ):
         super().__init__()
@@ -222,14 +221,6 @@ class WindowNERModule(TaggerModule):
         return self._with_penalty(self.network.training_loss(batch))
 
     # -- Lightning hooks --------------------------------------------------
-
-    def on_fit_start(self) -> None:
-        # Checked when training starts, not when the network is built: a checkpoint is
-        # rebuilt without its pretrained vectors (they are in its weights), and only
-        # training swaps them in.
-        if self.network.pretrained_swap and not bool(self.network.swappable.any()):
-            raise ConfigError("model.pretrained_swap swaps in the pretrained vectors of the training words, "
-                              "but none has one (model.word_vectors is none, or matches no training word)")
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)

