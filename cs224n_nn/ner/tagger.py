@@ -41,7 +41,8 @@ class TaggerModule(pl.LightningModule):
     network: torch.nn.Module
 
     def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
-        raise NotImplementedError
+        # Abstract: the two taggers predict differently (one network's scores, or an ensemble's mean).
+        raise NotImplementedError(f"{type(self).__name__} must define _evaluation_step(batch, stage)")
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """The batch's predicted tag ids ``[N]`` (callbacks such as ConfusionMatrixCSV read them)."""
