@@ -579,6 +579,9 @@ def evaluate(argv: list[str]) -> int:
     parser.add_argument("--data", required=True, help="CoNLL file with gold tags ('sample' for the packaged dev file)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
+    parser.add_argument("--by-word-kind", action="store_true",
+                        help="also score the entities by their words: training words only, a word only the "
+                             "pretrained vectors know, an unknown word")
     args = _parse_inference_args(parser, argv)
     if isinstance(args, int):  # --help, or a usage error argparse has printed
         return args
@@ -598,7 +601,21 @@ def evaluate(argv: list[str]) -> int:
     results = trainer.test(model, dataloaders=loader, verbose=False)
     print(f"{path} ({', '.join(args.ckpt)})")
     print(_score_table(results[0], "test"))
+    if args.by_word_kind:
+        print(_word_kind_table(model, path, args.batch_size))
     return 0
+
+
+def _word_kind_table(model, path, batch_size: int) -> str:
+    """:class:`~cs224n_nn.ner.word_kinds.WordKindScores` of the model's tags for the file, batch by batch."""
+    from cs224n_nn.ner.word_kinds import WordKindScores
+
+    scores = WordKindScores(model.encoder, model.encoder.source_scheme)
+    model.eval()
+    for chunk in _batches(iter_conll(path), batch_size):
+        for sentence, tags in zip(chunk, tag_sentences(model, chunk)):
+            scores.update(sentence.tokens, sentence.tags, tags)
+    return scores.table()
 
 
 # ---------------------------------------------------------------------------
