@@ -457,8 +457,11 @@ class WindowNERNetwork(torch.nn.Module):
                              for mask in (self.allowed_start, self.allowed_trans, self.allowed_end)))
 
     def decode_ids(self, scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``): the best path of :meth:`path_scores`."""
-        return decode_path_scores(self.path_scores(scores), lengths, self.decoder)
+        """Tag ids ``[N]`` for sentences laid end to end (``lengths [S]``): the best path of :meth:`path_scores`,
+        or with ``decode: argmax`` each token's best score."""
+        if self.decoder == "argmax":  # the raw scores: log-softmax keeps their order, so the same choice
+            return scores.argmax(dim=-1)
+        return decode_path_scores(self.path_scores(scores), lengths)
 
     def tag(self, batch: Mapping[str, torch.Tensor]) -> list[list[str]]:
         """Tags (in the data's own scheme) for each sentence of a batch of windows and lengths."""
