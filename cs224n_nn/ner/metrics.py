@@ -28,7 +28,7 @@ from torchmetrics import Metric
 
 from cs224n_nn.ner.conll import SCHEMES, entity_types, parse_tag, spans
 
-__all__ = ["EntityF1"]
+__all__ = ["EntityF1", "precision_recall_f1"]
 
 
 class EntityF1(Metric):
@@ -115,15 +115,17 @@ class EntityF1(Metric):
         self.gold += torch.tensor(gold, dtype=torch.long, device=device)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        result = _prf(self.tp.sum(), self.found.sum(), self.gold.sum(), "")
+        result = precision_recall_f1(self.tp.sum(), self.found.sum(), self.gold.sum())
         for i, type_ in enumerate(self.types):
-            result.update(_prf(self.tp[i], self.found[i], self.gold[i], f"_{type_}"))
+            result.update(precision_recall_f1(self.tp[i], self.found[i], self.gold[i], f"_{type_}"))
         return result
 
 
-def _prf(tp: torch.Tensor, found: torch.Tensor, gold: torch.Tensor, suffix: str) -> dict[str, torch.Tensor]:
+def precision_recall_f1(tp, found, gold, suffix: str = "") -> dict[str, torch.Tensor]:
+    """conlleval's ``precision``, ``recall`` and ``f1`` (each + ``suffix``) from the counts of correct,
+    predicted and gold entities (tensors or ints); 0 where a denominator is 0 (module docstring)."""
     # float32 counts are exact up to 2**24 entities, far beyond any dev set.
-    tp, found, gold = tp.float(), found.float(), gold.float()
+    tp, found, gold = (torch.as_tensor(n).float() for n in (tp, found, gold))
     precision = _ratio(tp, found)
     recall = _ratio(tp, gold)
     f1 = _ratio(2 * precision * recall, precision + recall)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from cs224n_nn.errors import ConfigError
 from cs224n_nn.ner.conll import spans
+from cs224n_nn.ner.metrics import precision_recall_f1
 
 __all__ = ["WORD_KINDS", "WordKindScores"]
 
@@ -65,13 +66,12 @@ class WordKindScores:
             self.counts[names[max(kinds[start:end])]]["tp"] += 1
 
     def rows(self) -> list[tuple[str, int, float, float, float]]:
-        """``(label, gold entities, precision, recall, f1)`` per kind; 0 where a denominator is 0."""
+        """``(label, gold entities, precision, recall, f1)`` per kind (:func:`~cs224n_nn.ner.metrics.precision_recall_f1`)."""
         out = []
         for kind, label in WORD_KINDS.items():
             c = self.counts[kind]
-            p = c["tp"] / c["found"] if c["found"] else 0.0
-            r = c["tp"] / c["gold"] if c["gold"] else 0.0
-            out.append((label, c["gold"], p, r, 2 * p * r / (p + r) if p + r else 0.0))
+            scores = precision_recall_f1(c["tp"], c["found"], c["gold"])
+            out.append((label, c["gold"], *(float(scores[m]) for m in ("precision", "recall", "f1"))))
         return out
 
     def table(self) -> str:
