@@ -143,13 +143,7 @@ class DenseLayer(HandWrittenFunction):
     @staticmethod
     def backward(ctx, grad, grad_hidden):
         x, weight, saved, mask = ctx.saved_tensors
-        act = ACTIVATIONS[ctx.activation]
-        g = grad if grad is None or mask is None else grad * cast(mask, grad.dtype)
-        if grad_hidden is not None and act.saves == "output":  # hidden is f(z): its gradient joins dJ/da
-            g = grad_hidden if g is None else g + grad_hidden
-        delta = None if g is None else backward_chain(act.chain, g, saved, *ctx.params, min_numel=act.compile_min_numel)
-        if grad_hidden is not None and act.saves == "input":  # hidden is z itself
-            delta = grad_hidden if delta is None else delta + grad_hidden
+        delta = _layer_delta(ACTIVATIONS[ctx.activation], ctx.params, grad, grad_hidden, saved, mask)
         if delta is None:
             return (None,) * 6
         return (*affine_backward(delta, x, weight, *ctx.needs_input_grad[:3]), None, None, None)
@@ -166,6 +160,24 @@ class DenseLayer(HandWrittenFunction):
         if mask is None and act.saves == "output":
             return out_t, None
         return out_t, (y_t if act.saves == "output" else z_t)
+
+
+def _layer_delta(act: Activation, params, grad, grad_hidden, saved, mask):
+    """``delta = dJ/dz`` of :class:`DenseLayer`: ``chain(dJ/da * mask, saved)``, plus what reaches ``hidden``.
+
+    A function of its own so that the dropout product ``dJ/da * mask`` dies when it
+    returns: the affine backward that follows (``dx``, ``dW``, ``db``) is where a
+    training step's memory peaks, and a name in ``backward`` would keep that product
+    alive through it (one activation-sized tensor more than torch's chain of nodes,
+    which frees each node's gradient as the next consumes it).
+    """
+    g = grad if grad is None or mask is None else grad * cast(mask, grad.dtype)
+    if grad_hidden is not None and act.saves == "output":  # hidden is f(z): its gradient joins dJ/da
+        g = grad_hidden if g is None else g + grad_hidden
+    delta = None if g is None else backward_chain(act.chain, g, saved, *params, min_numel=act.compile_min_numel)
+    if grad_hidden is not None and act.saves == "input":  # hidden is z itself
+        delta = grad_hidden if delta is None else delta + grad_hidden
+    return delta
 
 
 def _rows_of_scores(x: torch.Tensor) -> None:
