@@ -173,16 +173,15 @@ def recheck_case(piece: str, setting: str, before: str) -> Case | None:
 PAYBACK_CASES = [("Adam", 10, 1 << 20), ("Adam", 1, 1 << 20), ("Adam", 10, 1 << 14), ("SGD", 10, 1 << 20)]
 
 
-def compile_payback(name: str, count: int, numel: int, steps: int = 10) -> dict:
-    """Seconds the first compiled step takes (the compilation), milliseconds
-    per compiled and per eager multi-tensor step, and the steps after which
-    compiling has paid for itself: the figures behind ``COMPILE_MIN_NUMEL``."""
+def payback(make, steps: int = 10) -> dict:
+    """What compiling an optimizer's update costs and saves: seconds of the first compiled step (the
+    compilation, from a fresh compile cache), milliseconds per compiled and per eager multi-tensor step,
+    and the steps after which compiling has paid for itself.
+
+    ``make(fused)`` builds a fresh optimizer over parameters whose gradients are already set, with
+    ``fused=True`` or ``foreach=True``; every step reuses those gradients.
+    """
     import time
-
-    import cs224n_nn.optim as ours_optim
-
-    cls = getattr(ours_optim, name)
-    kwargs = dict(next(kw for n, _, kw in OPTIMIZERS if n == name))
 
     def per_step_ms(opt) -> float:
         opt.step()
@@ -192,16 +191,30 @@ def compile_payback(name: str, count: int, numel: int, steps: int = 10) -> dict:
         return (time.perf_counter() - start) / steps * 1e3
 
     fresh_compile_cache()
-    compiled = cls(make_params(count, numel), fused=True, **kwargs)
+    compiled = make(True)
     compiled.step()  # creates the state, eagerly
     start = time.perf_counter()
     compiled.step()
     first = time.perf_counter() - start
     compiled_ms = per_step_ms(compiled)
-    eager_ms = per_step_ms(cls(make_params(count, numel), foreach=True, **kwargs))
+    eager_ms = per_step_ms(make(False))
     saved = eager_ms - compiled_ms
-    return dict(optimizer=name, group=f"{count} x {numel}", first_step_s=first, compiled_ms=compiled_ms,
-                eager_ms=eager_ms, pays_after_steps=first * 1e3 / saved if saved > 0 else float("inf"))
+    return dict(first_step_s=first, compiled_ms=compiled_ms, eager_ms=eager_ms,
+                pays_after_steps=first * 1e3 / saved if saved > 0 else float("inf"))
+
+
+def compile_payback(name: str, count: int, numel: int, steps: int = 10) -> dict:
+    """:func:`payback` of optimizer ``name`` on ``count`` parameters of ``numel`` elements: the figures
+    behind ``COMPILE_MIN_NUMEL``."""
+    import cs224n_nn.optim as ours_optim
+
+    cls = getattr(ours_optim, name)
+    kwargs = dict(next(kw for n, _, kw in OPTIMIZERS if n == name))
+
+    def make(fused: bool):
+        return cls(make_params(count, numel), **({"fused": True} if fused else {"foreach": True}), **kwargs)
+
+    return dict(optimizer=name, group=f"{count} x {numel}", **payback(make, steps))
 
 
 if __name__ == "__main__":  # python -m benchmarks.optimizers: the compile payback table
