@@ -72,12 +72,17 @@ def tag_sentences(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     (:meth:`WindowEncoder.encode_batch`), one call of the network, one
     Viterbi over the batch, one conversion back to the data's scheme
     (:meth:`WindowEncoder.decode_batch`).  Empty sentences get ``[]``.
+    With the ``doc_casing`` feature the words are counted per document
+    among ``sentences`` (:func:`_sentence_batches` keeps documents whole).
     """
+    from cs224n_nn.ner.doc_casing import document_casings
+
     kept = [s for s in sentences if len(s)]
     if not kept:
         return [[] for _ in sentences]
     device = next(model.parameters()).device
-    batch = {"windows": model.encoder.encode_batch([s.tokens for s in kept]).to(device),
+    documents = document_casings(kept) if model.encoder.uses_documents else None
+    batch = {"windows": model.encoder.encode_batch([s.tokens for s in kept], documents=documents).to(device),
              "lengths": torch.tensor([len(s) for s in kept], dtype=torch.long, device=device)}
     with torch.inference_mode():
         tagged = iter(model.predict_step(batch, 0))
@@ -125,6 +130,24 @@ def _set_threads(threads: int | None, option: str) -> None:
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     it = iter(items)
     while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _sentence_batches(sentences: Iterable[Sentence], size: int, encoder) -> Iterator[list[Sentence]]:
+    """Batches of about ``size`` sentences; for an encoder with the ``doc_casing`` feature, of whole documents
+    (:func:`~cs224n_nn.ner.doc_casing.iter_documents`), so that no document's counts are split."""
+    if not encoder.uses_documents:
+        yield from _batches(sentences, size)
+        return
+    from cs224n_nn.ner.doc_casing import iter_documents
+
+    chunk: list[Sentence] = []
+    for document in iter_documents(sentences):
+        chunk += document
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
         yield chunk
 
 
@@ -612,7 +635,7 @@ def _word_kind_table(model, path, batch_size: int) -> str:
 
     scores = WordKindScores(model.encoder, model.encoder.source_scheme)
     model.eval()
-    for chunk in _batches(iter_conll(path), batch_size):
+    for chunk in _sentence_batches(iter_conll(path), batch_size, model.encoder):
         for sentence, tags in zip(chunk, tag_sentences(model, chunk)):
             scores.update(sentence.tokens, sentence.tags, tags)
     return scores.table()
@@ -684,7 +707,7 @@ def _predict_conll(model, source: str, output: str, batch_size: int) -> int:
     def tag_into(out: TextIO) -> None:
         nonlocal n_sentences, n_tokens
         # One batch of sentences in memory at a time, whatever the file size.
-        for chunk in _batches(iter_conll(path), batch_size):
+        for chunk in _sentence_batches(iter_conll(path), batch_size, model.encoder):
             write_conll(out, chunk, tag_sentences(model, chunk))
             n_sentences += len(chunk)
             n_tokens += sum(len(s) for s in chunk)

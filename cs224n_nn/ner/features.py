@@ -27,6 +27,10 @@ name            key of a token                                  vocabulary
 ``gazetteer``   IOBES position and type of the token in the      fixed: ``O``,
                 longest training entity string matched in its    ``B/I/E/S-type``
                 sentence (:mod:`cs224n_nn.ner.gazetteer`)
+``doc_casing``  how the token's word is written elsewhere in     fixed, 5 entries
+                its document: lower case, capitalised inside
+                a sentence, both, neither
+                (:mod:`cs224n_nn.ner.doc_casing`)
 ==============  ==============================================  ================
 
 A feature takes one id per token, except ``charN``: its ``NGRAM_SLOTS``
@@ -35,7 +39,10 @@ word's), padded with id 0.  The ``gazetteer`` key depends on the whole
 sentence, not the token alone; training sentences are matched with the
 gazetteer of the other folds of training documents
 (:func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`), everything else with the
-whole training split's, which the encoder keeps.
+whole training split's, which the encoder keeps.  The ``doc_casing`` key
+depends on the sentence's document (:class:`~cs224n_nn.ner.doc_casing.DocumentCasing`):
+the datasets count each document's words, and a sentence encoded without
+one is a document of its own.
 
 One window is a ``LongTensor[C, W]`` (``C`` channels, one per feature or
 ``NGRAM_SLOTS`` for ``charN``; ``W`` positions); a
@@ -61,6 +68,8 @@ from torch.utils.data import Dataset, IterableDataset
 
 from cs224n_nn.errors import CheckpointError, ConfigError, DataFormatError
 from cs224n_nn.ner.conll import SCHEMES, Sentence, convert_tags, detect_scheme, entity_types
+from cs224n_nn.ner.doc_casing import CATEGORIES as DOC_CASINGS
+from cs224n_nn.ner.doc_casing import DocumentCasing, document_casings, iter_documents
 from cs224n_nn.ner.gazetteer import Gazetteer, gazetteer_keys
 from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, normalize, word_shape
 
@@ -84,7 +93,7 @@ EOS = "</s>"
 # Every feature vocabulary starts with these four ids: 0 padding, 1 unknown,
 # 2 and 3 the sentence boundaries that fill windows past the edges.
 SPECIALS = (Vocab.PAD, Vocab.UNK, BOS, EOS)
-FIXED_FEATURES = ("word", "casing", "shape", "gazetteer")
+FIXED_FEATURES = ("word", "casing", "shape", "gazetteer", "doc_casing")
 _AFFIX = re.compile(r"(prefix|suffix)([1-9])\Z")
 _NGRAM = re.compile(r"char([1-9])\Z")
 # Channels of a charN feature: the N-grams a token can hold (a word of L
@@ -99,7 +108,7 @@ def check_feature_name(name: str) -> str:
     if name in FIXED_FEATURES or _AFFIX.match(str(name)) or _NGRAM.match(str(name)):
         return name
     raise ConfigError(
-        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, "
+        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, doc_casing, "
         "prefixN, suffixN, charN (N = 1..9)"
     )
 
@@ -134,6 +143,8 @@ def _key_function(name: str) -> Callable[[str], str]:
         return lambda token: token  # the word Vocab normalises by itself
     if name == "gazetteer":
         return lambda token: "O"
+    if name == "doc_casing":  # filled in per document by encode_batch
+        return lambda token: "na"
     ngram = _NGRAM.match(name)
     if ngram:
         n = int(ngram.group(1))
@@ -221,6 +232,8 @@ class WindowEncoder:
         self._eos_ids = tuple(i for _, e, pad, width in edge for i in (e, *[pad] * (width - 1)))
         self._gazetteer_channel = (self.channels[self.features.index("gazetteer")].start
                                   if gazetteer is not None else None)
+        self._doc_casing_channel = (self.channels[self.features.index("doc_casing")].start
+                                    if "doc_casing" in self.vocabs else None)
         self._ids_of: dict[str, tuple[int, ...]] = {}
         self._conversion: tuple[torch.Tensor, list[str]] | None = None  # built by _conversion_table
 
@@ -274,6 +287,8 @@ class WindowEncoder:
             elif name == "gazetteer":
                 gazetteer = Gazetteer.from_sentences(sentences, source_scheme)
                 vocab = Vocab.from_tokens(gazetteer_keys(types), normalize=False, specials=SPECIALS)
+            elif name == "doc_casing":
+                vocab = Vocab.from_tokens(DOC_CASINGS, normalize=False, specials=SPECIALS)
             elif _NGRAM.match(name):
                 grams = (g for t in tokens for g in key(t))
                 vocab = Vocab.build(grams, min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
@@ -315,12 +330,21 @@ class WindowEncoder:
                 self._ids_of[token] = ids
         return ids
 
-    def encode_tokens(self, tokens: Sequence[str], gazetteer: Gazetteer | None = None) -> torch.Tensor:
-        """The windows of every token of one sentence: ``LongTensor[L, C, W]`` (``gazetteer``: see :meth:`encode_batch`)."""
-        return self.encode_batch([tokens], None if gazetteer is None else [gazetteer])
+    def encode_tokens(self, tokens: Sequence[str], gazetteer: Gazetteer | None = None,
+                      document: DocumentCasing | None = None) -> torch.Tensor:
+        """The windows of every token of one sentence: ``LongTensor[L, C, W]`` (``gazetteer``, ``document``:
+        see :meth:`encode_batch`)."""
+        return self.encode_batch([tokens], None if gazetteer is None else [gazetteer],
+                                 None if document is None else [document])
+
+    @property
+    def uses_documents(self) -> bool:
+        """Whether a sentence's windows depend on its document (the ``doc_casing`` feature)."""
+        return self._doc_casing_channel is not None
 
     def encode_batch(self, sentences: Sequence[Sequence[str]],
-                     gazetteers: Sequence[Gazetteer] | None = None) -> torch.Tensor:
+                     gazetteers: Sequence[Gazetteer] | None = None,
+                     documents: Sequence[DocumentCasing] | None = None) -> torch.Tensor:
         """The windows of every token of several sentences laid end to end: ``LongTensor[N, C, W]``.
 
         The same windows as ``torch.cat([encode_tokens(s) for s in sentences])``,
@@ -336,10 +360,15 @@ class WindowEncoder:
         matches (:meth:`Gazetteer.match`), by the encoder's own gazetteer or,
         for training sentences, ``gazetteers[j]`` for sentence ``j`` (the
         held-out folds' one, :func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`).
+        Likewise the ``doc_casing`` channel with ``documents[j]``, the counts of
+        sentence ``j``'s document (:func:`~cs224n_nn.ner.doc_casing.document_casings`);
+        without ``documents`` each sentence is a document of its own.
         """
         h, width = self.half_width, self.window
         if gazetteers is not None and len(gazetteers) != len(sentences):
             raise ValueError(f"encode_batch: {len(gazetteers)} gazetteers for {len(sentences)} sentences")
+        if documents is not None and len(documents) != len(sentences):
+            raise ValueError(f"encode_batch: {len(documents)} documents for {len(sentences)} sentences")
         # Row 0 holds the <s> ids, row 1 the </s> ids, row r >= 2 the (r-2)-th distinct token's.
         rows: dict[str, int] = {}
         row_of = rows.setdefault
@@ -357,22 +386,27 @@ class WindowEncoder:
         table = torch.tensor([self._bos_ids, self._eos_ids, *map(self.token_ids, rows)], dtype=torch.long)
         padded = table[torch.tensor(index, dtype=torch.long)]  # [M, C]
         if self._gazetteer_channel is not None:
-            padded[:, self._gazetteer_channel] = self._gazetteer_ids(sentences, gazetteers)
+            matchers = [self.gazetteer] * len(sentences) if gazetteers is None else gazetteers
+            padded[:, self._gazetteer_channel] = self._sentence_keyed_ids(
+                "gazetteer", (g.match(tokens) for g, tokens in zip(matchers, sentences)))
+        if self._doc_casing_channel is not None:
+            counts = [DocumentCasing([tokens]) for tokens in sentences] if documents is None else documents
+            padded[:, self._doc_casing_channel] = self._sentence_keyed_ids(
+                "doc_casing", (d.keys(tokens) for d, tokens in zip(counts, sentences)))
         # unfold gives [M - 2h, C, W]: window i covers padded rows i .. i + 2h.
         windows = padded.unfold(0, width, 1)
         sentence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long))
         return windows[torch.arange(n) + 2 * h * sentence]
 
-    def _gazetteer_ids(self, sentences: Sequence[Sequence[str]],
-                       gazetteers: Sequence[Gazetteer] | None) -> torch.Tensor:
-        """The ``gazetteer`` channel of :meth:`encode_batch`'s padded rows ``[M]``."""
-        stoi = self.vocabs["gazetteer"].stoi
+    def _sentence_keyed_ids(self, feature: str, keys: Iterable[Sequence[str]]) -> torch.Tensor:
+        """A channel whose keys depend on more than the token (``gazetteer``, ``doc_casing``), as
+        :meth:`encode_batch`'s padded rows ``[M]``: each sentence's ``keys`` between the boundary ids."""
+        stoi = self.vocabs[feature].stoi
         bos, eos = [stoi[BOS]] * self.half_width, [stoi[EOS]] * self.half_width
         ids: list[int] = []
-        for j, tokens in enumerate(sentences):
-            gazetteer = self.gazetteer if gazetteers is None else gazetteers[j]
+        for sentence_keys in keys:
             ids += bos
-            ids += map(stoi.__getitem__, gazetteer.match(tokens))
+            ids += map(stoi.__getitem__, sentence_keys)
             ids += eos
         return torch.tensor(ids, dtype=torch.long)
 
@@ -509,8 +543,10 @@ class WindowDataset(Dataset):
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
                  gazetteers: Sequence[Gazetteer] | None = None):
         windows, tags = [], []
+        documents = document_casings(sentences) if encoder.uses_documents else None
         for i, s in enumerate(sentences):
-            windows.append(encoder.encode_tokens(s.tokens, None if gazetteers is None else gazetteers[i]))
+            windows.append(encoder.encode_tokens(s.tokens, None if gazetteers is None else gazetteers[i],
+                                                 None if documents is None else documents[i]))
             tags.append(encoder.encode_tags(s.tags, where=f"{name}: sentence {i + 1}: ", lines=s.lines, path=name))
         self.windows = torch.cat(windows)
         self.tags = torch.cat(tags)
@@ -524,17 +560,18 @@ class WindowDataset(Dataset):
 
 def encode_sentence(
     encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True, path: str | None = None,
-    gazetteer: Gazetteer | None = None,
+    gazetteer: Gazetteer | None = None, document: DocumentCasing | None = None,
 ) -> dict[str, Any]:
     """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``).
 
-    ``gazetteer`` replaces the encoder's for this sentence (a training sentence's held-out one).
+    ``gazetteer`` replaces the encoder's for this sentence (a training sentence's held-out one);
+    ``document``: the counts of the sentence's document (the ``doc_casing`` feature; default: the sentence alone).
     """
     if labeled:
         tags = encoder.encode_tags(sentence.tags, where=where, lines=sentence.lines, path=path)
     else:
         tags = torch.zeros(len(sentence), dtype=torch.long)
-    return {"windows": encoder.encode_tokens(sentence.tokens, gazetteer), "tags": tags}
+    return {"windows": encoder.encode_tokens(sentence.tokens, gazetteer, document), "tags": tags}
 
 
 class SentenceDataset(Dataset):
@@ -545,9 +582,10 @@ class SentenceDataset(Dataset):
 
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
                  gazetteers: Sequence[Gazetteer] | None = None):
+        documents = document_casings(sentences) if encoder.uses_documents else None
         self.items = [
             encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True, name,
-                            None if gazetteers is None else gazetteers[i])
+                            None if gazetteers is None else gazetteers[i], None if documents is None else documents[i])
             for i, s in enumerate(sentences)
         ]
 
@@ -563,8 +601,9 @@ class StreamingSentences(IterableDataset):
 
     ``source`` is a callable returning a fresh iterator of :class:`Sentence`
     (e.g. ``lambda: iter_conll(path)``), so memory stays bounded by one
-    batch whatever the input size.  With ``labeled=False`` the gold tags are
-    ignored (raw text).
+    batch whatever the input size (with the ``doc_casing`` feature: by one
+    document, :func:`~cs224n_nn.ner.doc_casing.iter_documents`).  With
+    ``labeled=False`` the gold tags are ignored (raw text).
     """
 
     def __init__(self, encoder: WindowEncoder, source: Callable[[], Iterator[Sentence]], *, labeled: bool = True,
@@ -575,9 +614,19 @@ class StreamingSentences(IterableDataset):
         self.name = name
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i, s in enumerate(self.source()):
-            if len(s):
-                yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled, self.name)
+        if not self.encoder.uses_documents:
+            for i, s in enumerate(self.source()):
+                if len(s):
+                    yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled, self.name)
+            return
+        i = 0
+        for document in iter_documents(self.source()):
+            casing = DocumentCasing(s.tokens for s in document)
+            for s in document:
+                i += 1
+                if len(s):
+                    yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i}: ", self.labeled, self.name,
+                                          document=casing)
 
 
 def collate_sentences(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
