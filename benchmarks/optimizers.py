@@ -19,14 +19,16 @@ compiles), so the figures are those of a long run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
+import statistics
 from typing import Iterator
 
 import torch
 
-from benchmarks._timing import Case, Context, Row, Target, measure_all
+from benchmarks._timing import Case, Context, Row, Target, Timing, measure_all, time_pair
 
 # ours (cs224n_nn.optim name), torch.optim twin, keyword arguments shared by both
 OPTIMIZERS: list[tuple[str, str, dict]] = [
@@ -173,37 +175,51 @@ def recheck_case(piece: str, setting: str, before: str) -> Case | None:
 PAYBACK_CASES = [("Adam", 10, 1 << 20), ("Adam", 1, 1 << 20), ("Adam", 10, 1 << 14), ("SGD", 10, 1 << 20)]
 
 
-def payback(make, steps: int = 10) -> dict:
+@contextlib.contextmanager
+def cold_compile_cache():
+    """Compile without the caches of earlier compilations: dynamo reset and inductor's on-disk caches in a
+    fresh temporary folder (``TORCHINDUCTOR_CACHE_DIR``, read when inductor looks a graph up). What a
+    process has loaded already (the compiler toolchain, inductor's own modules) stays warm."""
+    import os
+    import tempfile
+
+    fresh_compile_cache()
+    saved = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="cs224n-nn-inductor-") as folder:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved
+
+
+def payback(make, timing: Timing | None = None) -> dict:
     """What compiling an optimizer's update costs and saves: seconds of the first compiled step (the
-    compilation, from a fresh compile cache), milliseconds per compiled and per eager multi-tensor step,
-    and the steps after which compiling has paid for itself.
+    compilation, without cached graphs: :func:`cold_compile_cache`), milliseconds per compiled and per eager multi-tensor step
+    (timed as every row: alternately, medians), and the steps after which compiling has paid for itself.
 
     ``make(fused)`` builds a fresh optimizer over parameters whose gradients are already set, with
     ``fused=True`` or ``foreach=True``; every step reuses those gradients.
     """
     import time
 
-    def per_step_ms(opt) -> float:
-        opt.step()
-        start = time.perf_counter()
-        for _ in range(steps):
-            opt.step()
-        return (time.perf_counter() - start) / steps * 1e3
-
-    fresh_compile_cache()
     compiled = make(True)
     compiled.step()  # creates the state, eagerly
-    start = time.perf_counter()
-    compiled.step()
-    first = time.perf_counter() - start
-    compiled_ms = per_step_ms(compiled)
-    eager_ms = per_step_ms(make(False))
+    with cold_compile_cache():
+        start = time.perf_counter()
+        compiled.step()
+        first = time.perf_counter() - start
+    times = time_pair(compiled.step, make(False).step, timing or Timing())
+    compiled_ms, eager_ms = statistics.median(times.ours) * 1e3, statistics.median(times.native) * 1e3
     saved = eager_ms - compiled_ms
     return dict(first_step_s=first, compiled_ms=compiled_ms, eager_ms=eager_ms,
                 pays_after_steps=first * 1e3 / saved if saved > 0 else float("inf"))
 
 
-def compile_payback(name: str, count: int, numel: int, steps: int = 10) -> dict:
+def compile_payback(name: str, count: int, numel: int) -> dict:
     """:func:`payback` of optimizer ``name`` on ``count`` parameters of ``numel`` elements: the figures
     behind ``COMPILE_MIN_NUMEL``."""
     import cs224n_nn.optim as ours_optim
@@ -214,7 +230,7 @@ def compile_payback(name: str, count: int, numel: int, steps: int = 10) -> dict:
     def make(fused: bool):
         return cls(make_params(count, numel), **({"fused": True} if fused else {"foreach": True}), **kwargs)
 
-    return dict(optimizer=name, group=f"{count} x {numel}", **payback(make, steps))
+    return dict(optimizer=name, group=f"{count} x {numel}", **payback(make))
 
 
 if __name__ == "__main__":  # python -m benchmarks.optimizers: the compile payback table
