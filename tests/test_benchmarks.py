@@ -464,3 +464,36 @@ def test_peak_tensor_bytes_counts_what_is_alive_at_once():
     peak = ner.peak_tensor_bytes(work)
     assert peak is not None and 8_000_000 <= peak < 8_100_000
     assert ner.peak_tensor_bytes(work) == peak  # deterministic
+
+
+def test_payback_times_both_paths_alternately_and_divides_the_compilation_by_the_saving(monkeypatch, tmp_path):
+    import os
+
+    from benchmarks import optimizers
+
+    made, stepped, cache_dirs = [], [], []
+
+    class Fake:
+        def __init__(self, fused):
+            self.fused = fused
+            made.append(fused)
+
+        def step(self):
+            stepped.append(self.fused)
+            cache_dirs.append(os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+
+    before = str(tmp_path / "the user's cache")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", before)
+    # 4 ms compiled, 6 ms eager per step (the PairTimes are in seconds)
+    monkeypatch.setattr(optimizers, "time_pair",
+                        lambda ours, native, timing: _timing.PairTimes([0.004] * 7, [0.006] * 7))
+    figures = optimizers.payback(Fake)
+    assert made == [True, False] and stepped == [True, True]  # the state step, then the timed compilation
+    # the compilation saw a fresh cache folder, and the variable is as it was afterwards
+    assert cache_dirs[0] == before and cache_dirs[1] not in (None, before)
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before and not os.path.exists(cache_dirs[1])
+    assert (figures["compiled_ms"], figures["eager_ms"]) == pytest.approx((4.0, 6.0))
+    assert figures["pays_after_steps"] == pytest.approx(figures["first_step_s"] * 1e3 / 2.0)
+    monkeypatch.setattr(optimizers, "time_pair",
+                        lambda ours, native, timing: _timing.PairTimes([0.006] * 7, [0.006] * 7))
+    assert optimizers.payback(Fake)["pays_after_steps"] == math.inf  # nothing saved: it never pays
