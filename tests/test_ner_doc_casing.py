@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from run_helpers import run, tiny_checkpoint
 
@@ -58,6 +59,8 @@ def test_encoder_fills_the_channel_from_the_document_given_or_the_sentence_alone
     assert keys.decode(alone[:, 1, 1]) == ["none", "none", "none", "none", "none", "na"]
     assert torch.equal(enc.encode_tokens(DOC0[0].tokens, document=doc), w[:6])
     assert not WindowEncoder.build(DOC0, features=["word"], half_width=1).uses_documents
+    with pytest.raises(ValueError, match="encode_batch: 1 documents for 2 sentences"):
+        enc.encode_batch([s.tokens for s in DOC0], documents=[doc])
 
 
 def test_datasets_and_the_stream_count_words_per_document():

@@ -75,14 +75,12 @@ def tag_sentences(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     With the ``doc_casing`` feature the words are counted per document
     among ``sentences`` (:func:`_sentence_batches` keeps documents whole).
     """
-    from cs224n_nn.ner.doc_casing import document_casings
-
     kept = [s for s in sentences if len(s)]
     if not kept:
         return [[] for _ in sentences]
     device = next(model.parameters()).device
-    documents = document_casings(kept) if model.encoder.uses_documents else None
-    batch = {"windows": model.encoder.encode_batch([s.tokens for s in kept], documents=documents).to(device),
+    batch = {"windows": model.encoder.encode_batch([s.tokens for s in kept],
+                                                   documents=model.encoder.documents_of(kept)).to(device),
              "lengths": torch.tensor([len(s) for s in kept], dtype=torch.long, device=device)}
     with torch.inference_mode():
         tagged = iter(model.predict_step(batch, 0))

@@ -40,12 +40,12 @@ CATEGORIES = ("na", "none", "low", "cap", "both")
 MAX_DOCUMENT_SENTENCES = 2000
 
 
-def _forms(tokens: Sequence[str]) -> Iterator[tuple[str, bool, bool]]:
-    """``(lower-cased word, is all lower case, is capitalised inside the sentence)`` of each token that starts
-    with a letter."""
+def _forms(tokens: Sequence[str]) -> Iterator[tuple[int, str, bool, bool]]:
+    """``(position, lower-cased word, is all lower case, is capitalised inside the sentence)`` of each token
+    that starts with a letter."""
     for i, token in enumerate(tokens):
         if token[:1].isalpha():
-            yield token.lower(), token == token.lower(), i > 0 and token[0].isupper()
+            yield i, token.lower(), token == token.lower(), i > 0 and token[0].isupper()
 
 
 class DocumentCasing:
@@ -60,15 +60,14 @@ class DocumentCasing:
         self.lower: Counter[str] = Counter()
         self.capital: Counter[str] = Counter()
         for tokens in sentences:
-            for word, is_lower, is_capital in _forms(tokens):
+            for _, word, is_lower, is_capital in _forms(tokens):
                 self.lower[word] += is_lower
                 self.capital[word] += is_capital
 
     def keys(self, tokens: Sequence[str]) -> list[str]:
         """The category of each token of one of the document's sentences (its own occurrence left out)."""
         keys = ["na"] * len(tokens)
-        letters = (i for i, token in enumerate(tokens) if token[:1].isalpha())
-        for i, (word, is_lower, is_capital) in zip(letters, _forms(tokens)):
+        for i, word, is_lower, is_capital in _forms(tokens):
             lower = self.lower[word] - is_lower > 0
             capital = self.capital[word] - is_capital > 0
             keys[i] = "both" if lower and capital else "low" if lower else "cap" if capital else "none"

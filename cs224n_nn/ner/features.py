@@ -342,6 +342,11 @@ class WindowEncoder:
         """Whether a sentence's windows depend on its document (the ``doc_casing`` feature)."""
         return self._doc_casing_channel is not None
 
+    def documents_of(self, sentences: Sequence[Sentence]) -> list[DocumentCasing] | None:
+        """What :meth:`encode_batch` takes as ``documents`` for ``sentences``: the counts of each one's document
+        (:func:`~cs224n_nn.ner.doc_casing.document_casings`), or None when the encoder does not use them."""
+        return document_casings(sentences) if self.uses_documents else None
+
     def encode_batch(self, sentences: Sequence[Sequence[str]],
                      gazetteers: Sequence[Gazetteer] | None = None,
                      documents: Sequence[DocumentCasing] | None = None) -> torch.Tensor:
@@ -543,7 +548,7 @@ class WindowDataset(Dataset):
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
                  gazetteers: Sequence[Gazetteer] | None = None):
         windows, tags = [], []
-        documents = document_casings(sentences) if encoder.uses_documents else None
+        documents = encoder.documents_of(sentences)
         for i, s in enumerate(sentences):
             windows.append(encoder.encode_tokens(s.tokens, None if gazetteers is None else gazetteers[i],
                                                  None if documents is None else documents[i]))
@@ -582,7 +587,7 @@ class SentenceDataset(Dataset):
 
     def __init__(self, encoder: WindowEncoder, sentences: Sequence[Sentence], *, name: str = "<data>",
                  gazetteers: Sequence[Gazetteer] | None = None):
-        documents = document_casings(sentences) if encoder.uses_documents else None
+        documents = encoder.documents_of(sentences)
         self.items = [
             encode_sentence(encoder, s, f"{name}: sentence {i + 1}: ", True, name,
                             None if gazetteers is None else gazetteers[i], None if documents is None else documents[i])
@@ -614,19 +619,15 @@ class StreamingSentences(IterableDataset):
         self.name = name
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.encoder.uses_documents:
-            for i, s in enumerate(self.source()):
-                if len(s):
-                    yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i + 1}: ", self.labeled, self.name)
-            return
+        # One sentence at a time, or one document at a time where the encoder counts documents' words.
+        groups = iter_documents(self.source()) if self.encoder.uses_documents else ([s] for s in self.source())
         i = 0
-        for document in iter_documents(self.source()):
-            casing = DocumentCasing(s.tokens for s in document)
-            for s in document:
+        for group in groups:
+            for s, document in zip(group, self.encoder.documents_of(group) or [None] * len(group)):
                 i += 1
                 if len(s):
                     yield encode_sentence(self.encoder, s, f"{self.name}: sentence {i}: ", self.labeled, self.name,
-                                          document=casing)
+                                          document=document)
 
 
 def collate_sentences(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
