@@ -72,7 +72,7 @@ def tag_sentences(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     (:meth:`WindowEncoder.encode_batch`), one call of the network, one
     Viterbi over the batch, one conversion back to the data's scheme
     (:meth:`WindowEncoder.decode_batch`).  Empty sentences get ``[]``.
-    With the ``doc_casing`` feature the words are counted per document
+    With a document feature (``doc_casing``, ``doc_context``) the words are counted per document
     among ``sentences`` (:func:`_sentence_batches` keeps documents whole).
     """
     kept = [s for s in sentences if len(s)]
@@ -132,12 +132,12 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 
 def _sentence_batches(sentences: Iterable[Sentence], size: int, encoder) -> Iterator[list[Sentence]]:
-    """Batches of about ``size`` sentences; for an encoder with the ``doc_casing`` feature, of whole documents
-    (:func:`~cs224n_nn.ner.doc_casing.iter_documents`), so that no document's counts are split."""
+    """Batches of about ``size`` sentences; for an encoder with a document feature, of whole documents
+    (:func:`~cs224n_nn.ner.documents.iter_documents`), so that no document's counts are split."""
     if not encoder.uses_documents:
         yield from _batches(sentences, size)
         return
-    from cs224n_nn.ner.doc_casing import iter_documents
+    from cs224n_nn.ner.documents import iter_documents
 
     chunk: list[Sentence] = []
     for document in iter_documents(sentences):

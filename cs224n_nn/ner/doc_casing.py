@@ -18,11 +18,7 @@ form, count the *other* occurrences of ``w`` in the document:
 * ``none``: neither (the word occurs nowhere else, or only sentence-initially
   or in mixed forms such as "McDONALD" at a sentence start).
 
-Any other token is ``na``. A document is what ``-DOCSTART-`` lines delimit in
-a CoNLL file (:attr:`~cs224n_nn.ner.conll.Sentence.document`), cut after
-:data:`MAX_DOCUMENT_SENTENCES` sentences so that a file without those lines
-is read in bounded pieces; a sentence tagged on its own (``predict --text``,
-each line of stdin) is a document of one sentence.
+Any other token is ``na``. What a document is: :mod:`cs224n_nn.ner.documents`.
 """
 
 from __future__ import annotations
@@ -30,14 +26,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from cs224n_nn.ner.conll import Sentence
-
 #: The feature's values, in vocabulary order (after the specials).
 CATEGORIES = ("na", "none", "low", "cap", "both")
-
-#: Sentences after which a document is cut: a file without ``-DOCSTART-`` lines is one
-#: document, and its sentences must not all wait in memory for their counts.
-MAX_DOCUMENT_SENTENCES = 2000
 
 
 def _forms(tokens: Sequence[str]) -> Iterator[tuple[int, str, bool, bool]]:
@@ -72,25 +62,3 @@ class DocumentCasing:
             capital = self.capital[word] - is_capital > 0
             keys[i] = "both" if lower and capital else "low" if lower else "cap" if capital else "none"
         return keys
-
-
-def iter_documents(sentences: Iterable[Sentence]) -> Iterator[list[Sentence]]:
-    """Consecutive sentences of one document (same :attr:`Sentence.document`), at most
-    :data:`MAX_DOCUMENT_SENTENCES` at a time."""
-    document: list[Sentence] = []
-    for sentence in sentences:
-        if document and (sentence.document != document[-1].document or len(document) == MAX_DOCUMENT_SENTENCES):
-            yield document
-            document = []
-        document.append(sentence)
-    if document:
-        yield document
-
-
-def document_casings(sentences: Sequence[Sentence]) -> list[DocumentCasing]:
-    """The :class:`DocumentCasing` of each sentence's document (one object shared by the document's sentences)."""
-    out: list[DocumentCasing] = []
-    for document in iter_documents(sentences):
-        casing = DocumentCasing(s.tokens for s in document)
-        out += [casing] * len(document)
-    return out

@@ -31,21 +31,27 @@ name            key of a token                                  vocabulary
                 its document: lower case, capitalised inside
                 a sentence, both, neither
                 (:mod:`cs224n_nn.ner.doc_casing`)
+``doc_context`` the words next to the other occurrences of a     training keys
+                capitalised token's word in its document, up to
+                ``doc_context.SLOTS`` ids, their vectors averaged
+                by the network (:mod:`cs224n_nn.ner.doc_context`)
 ==============  ==============================================  ================
 
-A feature takes one id per token, except ``charN``: its ``NGRAM_SLOTS``
+A feature takes one id per token, except the bags: ``charN``'s ``NGRAM_SLOTS``
 channels hold the token's N-grams (the first and last halves of a longer
-word's), padded with id 0.  The ``gazetteer`` key depends on the whole
+word's), ``doc_context``'s ``doc_context.SLOTS`` its neighbour keys, padded
+with id 0.  The ``gazetteer`` key depends on the whole
 sentence, not the token alone; training sentences are matched with the
 gazetteer of the other folds of training documents
 (:func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`), everything else with the
-whole training split's, which the encoder keeps.  The ``doc_casing`` key
-depends on the sentence's document (:class:`~cs224n_nn.ner.doc_casing.DocumentCasing`):
-the datasets count each document's words, and a sentence encoded without
-one is a document of its own.
+whole training split's, which the encoder keeps.  The ``doc_casing`` and
+``doc_context`` keys depend on the sentence's document
+(:class:`~cs224n_nn.ner.documents.Document`): the datasets group each
+document's sentences, and a sentence encoded without one is a document of
+its own.
 
 One window is a ``LongTensor[C, W]`` (``C`` channels, one per feature or
-``NGRAM_SLOTS`` for ``charN``; ``W`` positions); a
+one per slot of a bag; ``W`` positions); a
 batch is ``[B, C, W]``.  Training shuffles windows freely
 (:class:`WindowDataset`); evaluation and prediction keep whole sentences
 together (:class:`SentenceDataset`, :class:`StreamingSentences` and
@@ -69,7 +75,8 @@ from torch.utils.data import Dataset, IterableDataset
 from cs224n_nn.errors import CheckpointError, ConfigError, DataFormatError
 from cs224n_nn.ner.conll import SCHEMES, Sentence, convert_tags, detect_scheme, entity_types
 from cs224n_nn.ner.doc_casing import CATEGORIES as DOC_CASINGS
-from cs224n_nn.ner.doc_casing import DocumentCasing, document_casings, iter_documents
+from cs224n_nn.ner.doc_context import SLOTS as DOC_CONTEXT_SLOTS
+from cs224n_nn.ner.documents import Document, document_of_each, iter_documents
 from cs224n_nn.ner.gazetteer import Gazetteer, gazetteer_keys
 from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, normalize, word_shape
 
@@ -93,7 +100,9 @@ EOS = "</s>"
 # Every feature vocabulary starts with these four ids: 0 padding, 1 unknown,
 # 2 and 3 the sentence boundaries that fill windows past the edges.
 SPECIALS = (Vocab.PAD, Vocab.UNK, BOS, EOS)
-FIXED_FEATURES = ("word", "casing", "shape", "gazetteer", "doc_casing")
+FIXED_FEATURES = ("word", "casing", "shape", "gazetteer", "doc_casing", "doc_context")
+# Features whose keys come from the token's document, not the token alone.
+DOCUMENT_FEATURES = ("doc_casing", "doc_context")
 _AFFIX = re.compile(r"(prefix|suffix)([1-9])\Z")
 _NGRAM = re.compile(r"char([1-9])\Z")
 # Channels of a charN feature: the N-grams a token can hold (a word of L
@@ -108,7 +117,7 @@ def check_feature_name(name: str) -> str:
     if name in FIXED_FEATURES or _AFFIX.match(str(name)) or _NGRAM.match(str(name)):
         return name
     raise ConfigError(
-        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, doc_casing, "
+        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, doc_casing, doc_context, "
         "prefixN, suffixN, charN (N = 1..9)"
     )
 
@@ -129,7 +138,10 @@ def char_ngrams(token: str, n: int) -> list[str]:
 
 
 def feature_width(name: str) -> int:
-    """Channels feature ``name`` takes per token: ``NGRAM_SLOTS`` for ``charN``, else 1."""
+    """Channels feature ``name`` takes per token: ``NGRAM_SLOTS`` for ``charN``, ``doc_context.SLOTS`` for
+    ``doc_context``, else 1."""
+    if name == "doc_context":
+        return DOC_CONTEXT_SLOTS
     return NGRAM_SLOTS if _NGRAM.match(name) else 1
 
 
@@ -145,6 +157,8 @@ def _key_function(name: str) -> Callable[[str], str]:
         return lambda token: "O"
     if name == "doc_casing":  # filled in per document by encode_batch
         return lambda token: "na"
+    if name == "doc_context":  # likewise; a token alone has no other occurrence
+        return lambda token: []
     ngram = _NGRAM.match(name)
     if ngram:
         n = int(ngram.group(1))
@@ -234,6 +248,8 @@ class WindowEncoder:
                                   if gazetteer is not None else None)
         self._doc_casing_channel = (self.channels[self.features.index("doc_casing")].start
                                     if "doc_casing" in self.vocabs else None)
+        self._doc_context_channels = (self.channels[self.features.index("doc_context")]
+                                      if "doc_context" in self.vocabs else None)
         self._ids_of: dict[str, tuple[int, ...]] = {}
         self._conversion: tuple[torch.Tensor, list[str]] | None = None  # built by _conversion_table
 
@@ -254,8 +270,8 @@ class WindowEncoder:
     ) -> WindowEncoder:
         """Build the vocabularies from training sentences.
 
-        ``min_freq`` applies to words, ``affix_min_freq`` to shapes and
-        affixes (rare ones share ``<unk>``, which teaches the model what an
+        ``min_freq`` applies to words, ``affix_min_freq`` to shapes,
+        affixes, N-grams and ``doc_context`` keys (rare ones share ``<unk>``, which teaches the model what an
         unseen affix looks like).  ``extra_words`` (e.g. the most frequent
         words of a pretrained table) are appended to the word vocabulary so
         that dev and user text find their pretrained vector.  With the
@@ -289,6 +305,10 @@ class WindowEncoder:
                 vocab = Vocab.from_tokens(gazetteer_keys(types), normalize=False, specials=SPECIALS)
             elif name == "doc_casing":
                 vocab = Vocab.from_tokens(DOC_CASINGS, normalize=False, specials=SPECIALS)
+            elif name == "doc_context":
+                keys = (k for s, d in zip(sentences, document_of_each(sentences))
+                        for token_keys in d.context.keys(s.tokens) for k in token_keys)
+                vocab = Vocab.build(keys, min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
             elif _NGRAM.match(name):
                 grams = (g for t in tokens for g in key(t))
                 vocab = Vocab.build(grams, min_freq=affix_min_freq, normalize=False, specials=SPECIALS)
@@ -331,7 +351,7 @@ class WindowEncoder:
         return ids
 
     def encode_tokens(self, tokens: Sequence[str], gazetteer: Gazetteer | None = None,
-                      document: DocumentCasing | None = None) -> torch.Tensor:
+                      document: Document | None = None) -> torch.Tensor:
         """The windows of every token of one sentence: ``LongTensor[L, C, W]`` (``gazetteer``, ``document``:
         see :meth:`encode_batch`)."""
         return self.encode_batch([tokens], None if gazetteer is None else [gazetteer],
@@ -339,17 +359,17 @@ class WindowEncoder:
 
     @property
     def uses_documents(self) -> bool:
-        """Whether a sentence's windows depend on its document (the ``doc_casing`` feature)."""
-        return self._doc_casing_channel is not None
+        """Whether a sentence's windows depend on its document (the ``doc_casing`` or ``doc_context`` feature)."""
+        return any(name in DOCUMENT_FEATURES for name in self.features)
 
-    def documents_of(self, sentences: Sequence[Sentence]) -> list[DocumentCasing] | None:
-        """What :meth:`encode_batch` takes as ``documents`` for ``sentences``: the counts of each one's document
-        (:func:`~cs224n_nn.ner.doc_casing.document_casings`), or None when the encoder does not use them."""
-        return document_casings(sentences) if self.uses_documents else None
+    def documents_of(self, sentences: Sequence[Sentence]) -> list[Document] | None:
+        """What :meth:`encode_batch` takes as ``documents`` for ``sentences``: each one's document
+        (:func:`~cs224n_nn.ner.documents.document_of_each`), or None when the encoder does not use them."""
+        return document_of_each(sentences) if self.uses_documents else None
 
     def encode_batch(self, sentences: Sequence[Sequence[str]],
                      gazetteers: Sequence[Gazetteer] | None = None,
-                     documents: Sequence[DocumentCasing] | None = None) -> torch.Tensor:
+                     documents: Sequence[Document] | None = None) -> torch.Tensor:
         """The windows of every token of several sentences laid end to end: ``LongTensor[N, C, W]``.
 
         The same windows as ``torch.cat([encode_tokens(s) for s in sentences])``,
@@ -365,8 +385,8 @@ class WindowEncoder:
         matches (:meth:`Gazetteer.match`), by the encoder's own gazetteer or,
         for training sentences, ``gazetteers[j]`` for sentence ``j`` (the
         held-out folds' one, :func:`~cs224n_nn.ner.gazetteer.fold_gazetteers`).
-        Likewise the ``doc_casing`` channel with ``documents[j]``, the counts of
-        sentence ``j``'s document (:func:`~cs224n_nn.ner.doc_casing.document_casings`);
+        Likewise the ``doc_casing`` and ``doc_context`` channels with ``documents[j]``,
+        sentence ``j``'s document (:func:`~cs224n_nn.ner.documents.document_of_each`);
         without ``documents`` each sentence is a document of its own.
         """
         h, width = self.half_width, self.window
@@ -394,26 +414,45 @@ class WindowEncoder:
             matchers = [self.gazetteer] * len(sentences) if gazetteers is None else gazetteers
             padded[:, self._gazetteer_channel] = self._sentence_keyed_ids(
                 "gazetteer", (g.match(tokens) for g, tokens in zip(matchers, sentences)))
-        if self._doc_casing_channel is not None:
-            counts = [DocumentCasing([tokens]) for tokens in sentences] if documents is None else documents
-            padded[:, self._doc_casing_channel] = self._sentence_keyed_ids(
-                "doc_casing", (d.keys(tokens) for d, tokens in zip(counts, sentences)))
+        if self.uses_documents:
+            docs = [Document([tokens]) for tokens in sentences] if documents is None else documents
+            if self._doc_casing_channel is not None:
+                padded[:, self._doc_casing_channel] = self._sentence_keyed_ids(
+                    "doc_casing", (d.casing.keys(tokens) for d, tokens in zip(docs, sentences)))
+            if self._doc_context_channels is not None:
+                padded[:, self._doc_context_channels] = self._sentence_keyed_ids(
+                    "doc_context", (d.context.keys(tokens) for d, tokens in zip(docs, sentences)))
         # unfold gives [M - 2h, C, W]: window i covers padded rows i .. i + 2h.
         windows = padded.unfold(0, width, 1)
         sentence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long))
         return windows[torch.arange(n) + 2 * h * sentence]
 
-    def _sentence_keyed_ids(self, feature: str, keys: Iterable[Sequence[str]]) -> torch.Tensor:
-        """A channel whose keys depend on more than the token (``gazetteer``, ``doc_casing``), as
-        :meth:`encode_batch`'s padded rows ``[M]``: each sentence's ``keys`` between the boundary ids."""
-        stoi = self.vocabs[feature].stoi
-        bos, eos = [stoi[BOS]] * self.half_width, [stoi[EOS]] * self.half_width
-        ids: list[int] = []
+    def _sentence_keyed_ids(self, feature: str, keys: Iterable[Sequence]) -> torch.Tensor:
+        """The channels of a feature whose keys depend on more than the token (``gazetteer``, ``doc_casing``,
+        ``doc_context``), as :meth:`encode_batch`'s padded rows: each sentence's ``keys`` (one per token; for a
+        bag, a list per token) between the boundary ids. ``[M]`` for one channel, ``[M, slots]`` for a bag."""
+        vocab = self.vocabs[feature]
+        stoi, slots = vocab.stoi, feature_width(feature)
+        if slots == 1:
+            bos, eos = [stoi[BOS]] * self.half_width, [stoi[EOS]] * self.half_width
+            ids: list[int] = []
+            for sentence_keys in keys:
+                ids += bos
+                ids += map(stoi.__getitem__, sentence_keys)
+                ids += eos
+            return torch.tensor(ids, dtype=torch.long)
+        # A bag: the boundary id then padding at the edges (as charN's), a token's ids then padding.
+        pad, unk = vocab.pad_id or 0, vocab.unk_id
+        bos = [[stoi[BOS]] + [pad] * (slots - 1)] * self.half_width
+        eos = [[stoi[EOS]] + [pad] * (slots - 1)] * self.half_width
+        rows: list[list[int]] = []
         for sentence_keys in keys:
-            ids += bos
-            ids += map(stoi.__getitem__, sentence_keys)
-            ids += eos
-        return torch.tensor(ids, dtype=torch.long)
+            rows += bos
+            for token_keys in sentence_keys:
+                ids = [stoi.get(k, unk) for k in token_keys[:slots]]
+                rows.append(ids + [pad] * (slots - len(ids)))
+            rows += eos
+        return torch.tensor(rows, dtype=torch.long)
 
     def encode_tags(self, tags: Sequence[str], *, where: str = "", lines: Sequence[int] = (),
                     path: str | None = None) -> torch.Tensor:
@@ -565,12 +604,12 @@ class WindowDataset(Dataset):
 
 def encode_sentence(
     encoder: WindowEncoder, sentence: Sentence, where: str = "", labeled: bool = True, path: str | None = None,
-    gazetteer: Gazetteer | None = None, document: DocumentCasing | None = None,
+    gazetteer: Gazetteer | None = None, document: Document | None = None,
 ) -> dict[str, Any]:
     """One sentence as ``{"windows": [L, C, W], "tags": [L]}`` (tags all 0 when not ``labeled``).
 
     ``gazetteer`` replaces the encoder's for this sentence (a training sentence's held-out one);
-    ``document``: the counts of the sentence's document (the ``doc_casing`` feature; default: the sentence alone).
+    ``document``: the sentence's document (the ``doc_casing`` and ``doc_context`` features; default: the sentence alone).
     """
     if labeled:
         tags = encoder.encode_tags(sentence.tags, where=where, lines=sentence.lines, path=path)
@@ -606,8 +645,8 @@ class StreamingSentences(IterableDataset):
 
     ``source`` is a callable returning a fresh iterator of :class:`Sentence`
     (e.g. ``lambda: iter_conll(path)``), so memory stays bounded by one
-    batch whatever the input size (with the ``doc_casing`` feature: by one
-    document, :func:`~cs224n_nn.ner.doc_casing.iter_documents`).  With
+    batch whatever the input size (with a document feature: by one
+    document, :func:`~cs224n_nn.ner.documents.iter_documents`).  With
     ``labeled=False`` the gold tags are ignored (raw text).
     """
 

