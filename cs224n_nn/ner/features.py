@@ -441,10 +441,12 @@ class WindowEncoder:
                 ids += map(stoi.__getitem__, sentence_keys)
                 ids += eos
             return torch.tensor(ids, dtype=torch.long)
-        # A bag: the boundary id then padding at the edges (as charN's), a token's ids then padding.
+        # A bag: at the edges the encoder's boundary rows (the boundary id, then padding, as for charN);
+        # a token's ids, then padding.
         pad, unk = vocab.pad_id or 0, vocab.unk_id
-        bos = [[stoi[BOS]] + [pad] * (slots - 1)] * self.half_width
-        eos = [[stoi[EOS]] + [pad] * (slots - 1)] * self.half_width
+        channels = self.channels[self.features.index(feature)]
+        bos = [list(self._bos_ids[channels])] * self.half_width
+        eos = [list(self._eos_ids[channels])] * self.half_width
         rows: list[list[int]] = []
         for sentence_keys in keys:
             rows += bos
