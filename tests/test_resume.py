@@ -51,10 +51,13 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _callbacks_yaml(path: Path, *, rng: bool, kill: bool) -> Path:
+def _callbacks_yaml(path: Path, *, rng: bool, kill: bool, ema: bool = False) -> Path:
     lines = ["trainer:", "  callbacks:"]
     if rng:
         lines.append("    - class_path: cs224n_nn.ner.callbacks.RNGStateCheckpoint")
+    if ema:  # averaged weights, updated every 3 steps: the resume point (step 20) falls between two updates
+        lines += ["    - class_path: pytorch_lightning.callbacks.EMAWeightAveraging",
+                  "      init_args: {decay: 0.9, update_every_n_steps: 3}"]
     lines += ["    - class_path: pytorch_lightning.callbacks.ModelCheckpoint",
               "      init_args: {dirpath: steps, filename: 'step{step}', auto_insert_metric_name: false,",
               "                  every_n_train_steps: 5, save_top_k: -1}"]
@@ -64,9 +67,10 @@ def _callbacks_yaml(path: Path, *, rng: bool, kill: bool) -> Path:
     return path
 
 
-def _start(workdir: Path, *, rng: bool = True, kill: bool = False, ckpt_path: Path | None = None) -> subprocess.Popen:
+def _start(workdir: Path, *, rng: bool = True, kill: bool = False, ckpt_path: Path | None = None,
+           ema: bool = False) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
-    extra = _callbacks_yaml(workdir / "callbacks.yaml", rng=rng, kill=kill)
+    extra = _callbacks_yaml(workdir / "callbacks.yaml", rng=rng, kill=kill, ema=ema)
     argv = [sys.executable, "-m", "cs224n_nn.cli", "train", "--config", str(ROOT / "experiments" / "sample.yaml"),
             "--config", str(extra), "--model.word_vectors", "none", "--model.hidden_dims", "[8]",
             "--data.features", "[word, casing]", "--trainer.max_epochs", str(EPOCHS),
@@ -174,6 +178,33 @@ def test_mid_epoch_resume_finishes_the_schedule_and_warns(runs):
     assert mid["global_step"] == full["global_step"] and mid["epoch"] == full["epoch"]
     assert "dataloader is not resumable" in runs["mid_out"].replace("\n", " ")
     assert sorted(p.name for p in (runs["mid"] / "steps").iterdir()) == ["step30.ckpt"]
+
+
+def test_resume_with_averaged_weights_is_exact(tmp_path):
+    # The shipped CoNLL config validates and checkpoints an exponential moving average of the weights
+    # (Lightning's EMAWeightAveraging): a killed run resumed from its last checkpoint must end with the
+    # same average, the same raw weights and optimizer state, and report the same dev scores.
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    (full_rc, full_out), (killed_rc, killed_out) = _run_all(_start(full, ema=True),
+                                                            _start(killed, ema=True, kill=True))
+    assert full_rc == 0, full_out
+    assert killed_rc == -signal.SIGKILL, killed_out
+    last = killed / "ckpt" / "last.ckpt"
+    assert _load(last)["global_step"] == 2 * STEPS_PER_EPOCH
+    resumed_rc, resumed_out = _finish(_start(killed, ema=True, ckpt_path=Path(shutil.copy2(last, tmp_path / "l.ckpt"))))
+    assert resumed_rc == 0, resumed_out
+    for name in ("last.ckpt", "best.ckpt"):
+        a, b = _load(full / "ckpt" / name), _load(killed / "ckpt" / name)
+        _assert_same_training_state(a, b)  # state_dict: the averaged weights
+        for part in ("current_model_state", "averaging_state"):
+            assert a[part].keys() == b[part].keys()
+            for key in a[part]:
+                assert torch.equal(a[part][key], b[part][key]), (name, part, key)
+    a = _load(full / "ckpt" / "last.ckpt")
+    key = "classifier.0.weight"
+    assert not torch.equal(a["state_dict"][key], a["current_model_state"][key])  # an average, not the last weights
+    table = [line for line in full_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+    assert table and table == [line for line in resumed_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
