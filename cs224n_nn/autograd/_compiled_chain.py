@@ -51,7 +51,10 @@ COMPILE_MIN_NUMEL = 1 << 18
 #: bool mask and then selects, and this CPU is slow at both: at 64K elements
 #: the compiled copy took 0.41-0.51 of the eager time (float32 and float64),
 #: at 128K 0.20-0.34, while at 16K it lost (1.2-2.2). Measured on 2 threads,
-#: 2026-12-02, with the chain alone.
+#: 2026-12-02, with the chain alone. End to end (forward + backward against
+#: torch, ``python -m benchmarks.run --full --only activations``, 2026-12-03)
+#: the six 64K rows of these three were 3.11-3.47x with this threshold and
+#: 2.73-4.35x with 1 << 17 (64K eager), one run each: no better eagerly.
 SELECT_MIN_NUMEL = 1 << 16
 
 _FLOATS = (torch.float32, torch.float64)
