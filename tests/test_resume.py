@@ -100,11 +100,20 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _assert_same_tensors(a: dict, b: dict, what: str = "state_dict") -> None:
+    assert a.keys() == b.keys(), what
+    for key in a:
+        assert torch.equal(a[key], b[key]), (what, key)
+
+
+def _dev_table(out: str) -> list[str]:
+    """The overall, LOC and PER rows of the dev scores a run prints at its end."""
+    return [line for line in out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+
+
 def _assert_same_training_state(a: dict, b: dict) -> None:
     assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    _assert_same_tensors(a["state_dict"], b["state_dict"])
     sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
     assert sa.keys() == sb.keys()
     for i in sa:
@@ -197,14 +206,11 @@ def test_resume_with_averaged_weights_is_exact(tmp_path):
         a, b = _load(full / "ckpt" / name), _load(killed / "ckpt" / name)
         _assert_same_training_state(a, b)  # state_dict: the averaged weights
         for part in ("current_model_state", "averaging_state"):
-            assert a[part].keys() == b[part].keys()
-            for key in a[part]:
-                assert torch.equal(a[part][key], b[part][key]), (name, part, key)
+            _assert_same_tensors(a[part], b[part], f"{name} {part}")
     a = _load(full / "ckpt" / "last.ckpt")
     key = "classifier.0.weight"
     assert not torch.equal(a["state_dict"][key], a["current_model_state"][key])  # an average, not the last weights
-    table = [line for line in full_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
-    assert table and table == [line for line in resumed_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+    assert _dev_table(full_out) and _dev_table(full_out) == _dev_table(resumed_out)
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
@@ -268,8 +274,7 @@ def test_resume_after_a_worse_epoch_keeps_the_folder_and_the_best_checkpoint(tmp
     assert full_out.strip().splitlines()[-1] == best_line
     assert resumed_out.strip().splitlines()[-1] == best_line
     # the same dev scores reported for the same best weights
-    table = [line for line in full_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
-    assert table and table == [line for line in resumed_out.splitlines() if line.startswith(("overall", "LOC", "PER"))]
+    assert _dev_table(full_out) and _dev_table(full_out) == _dev_table(resumed_out)
     for name in ("best.ckpt", "last.ckpt"):
         a = _load(full / "lightning_logs/version_0/checkpoints" / name)
         b = _load(run / "checkpoints" / name)
