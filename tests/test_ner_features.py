@@ -69,6 +69,22 @@ def test_each_feature_has_its_own_ids():
     assert set(CASING_CATEGORIES[1:]) <= set(casing_vocab.itos)
 
 
+def test_form_keeps_case_and_counts_like_an_affix():
+    sentences = [*TRAIN, Sentence(("May", "may", "Paris", "1997"), ("I-PER", "O", "I-LOC", "O"))]
+    enc = WindowEncoder.build(sentences, features=("word", "form"), half_width=0, affix_min_freq=2)
+    forms, words = enc.vocabs["form"], enc.vocabs["word"]
+    # "Paris" is seen twice: its own form; "May" and "may" once each: <unk>, while
+    # the word feature folds both into "may"
+    assert "Paris" in forms and "paris" not in forms and "May" not in forms
+    w = enc.encode_tokens(["Paris", "paris", "May", "may", "2001"])
+    assert forms.decode(w[:1, 1, 0]) == ["Paris"]
+    assert (w[1:, 1, 0] == forms.unk_id).all()
+    assert words.decode(w[2:4, 0, 0]) == ["may", "may"]
+    # digits map to 0 with the case kept, so years share one form
+    enc = WindowEncoder.build(sentences, features=("form",), half_width=0, affix_min_freq=1)
+    assert enc.vocabs["form"].decode(enc.encode_tokens(["2001", "May"])[:, 0, 0]) == ["0000", "May"]
+
+
 def test_extra_words_extend_the_word_vocabulary_only():
     enc = WindowEncoder.build(TRAIN, features=("word", "casing"), extra_words=["london", "paris", "2000"])
     words = enc.vocabs["word"]

@@ -66,16 +66,49 @@ def test_fused_training_loss_equals_the_unfused_objective(encoder, loss, activat
     model = model_for(encoder, hidden_dims=[7, 5], loss=loss, activation=activation, dropout=0.3,
                       embedding_dropout=0.2, weight_decay=0.01).double()
     batch = batch_of(encoder, TRAIN)
+    assert_same_loss_and_grads(model, lambda: model.training_loss(batch),
+                               lambda: model.objective(model(batch["windows"]), batch["tags"]))
+
+
+def assert_same_loss_and_grads(model, first, second, seed=3):
+    """``first()`` and ``second()`` give the same loss and parameter gradients, each drawn after ``seed`` (the same
+    dropout masks on both sides)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    torch.manual_seed(3)  # the same dropout masks on both sides
-    fused = model.training_loss(batch)
-    fused_grads = torch.autograd.grad(fused, params)
-    torch.manual_seed(3)
-    plain = model.objective(model(batch["windows"]), batch["tags"])
-    plain_grads = torch.autograd.grad(plain, params)
-    torch.testing.assert_close(fused, plain)
-    for a, b in zip(fused_grads, plain_grads):
-        torch.testing.assert_close(a, b)
+    results = []
+    for compute in (first, second):
+        torch.manual_seed(seed)
+        loss = compute()
+        results.append((loss, torch.autograd.grad(loss, params)))
+    (a, a_grads), (b, b_grads) = results
+    torch.testing.assert_close(a, b)
+    for x, y in zip(a_grads, b_grads):
+        torch.testing.assert_close(x, y)
+
+
+def test_label_smoothing_is_torchs_smoothed_cross_entropy(encoder):
+    """model.label_smoothing eps: the fused training loss and objective() are F.cross_entropy(..., label_smoothing=eps)."""
+    model = model_for(encoder, hidden_dims=[7], label_smoothing=0.1, dropout=0.3).double()
+    batch = batch_of(encoder, TRAIN)
+    assert_same_loss_and_grads(
+        model, lambda: model.training_loss(batch),
+        lambda: torch.nn.functional.cross_entropy(model(batch["windows"]), batch["tags"], label_smoothing=0.1))
+    assert_same_loss_and_grads(model, lambda: model.training_loss(batch),
+                               lambda: model.objective(model(batch["windows"]), batch["tags"]))
+    # the docstring's formula: J = -(1 - eps) log p_y - eps/K sum_j log p_j, mean over windows
+    model.eval()
+    log_p = torch.log_softmax(model(batch["windows"]), dim=1)
+    by_hand = (-(0.9 * log_p.gather(1, batch["tags"][:, None])[:, 0]) - 0.1 * log_p.mean(1)).mean()
+    torch.testing.assert_close(model.training_loss(batch), by_hand)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"label_smoothing": 1.0}, r"model\.label_smoothing must be in \[0, 1\)"),
+    ({"label_smoothing": -0.1}, r"model\.label_smoothing must be in"),
+    ({"label_smoothing": 0.1, "loss": "max_margin"}, r"model\.label_smoothing smooths the cross-entropy.*max_margin"),
+])
+def test_label_smoothing_bad_values_name_the_option(encoder, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        model_for(encoder, **bad)
 
 
 def test_a_format_1_checkpoint_loads_with_its_keys_renamed(encoder, tmp_path):

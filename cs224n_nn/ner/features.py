@@ -16,6 +16,8 @@ name            key of a token                                  vocabulary
 ==============  ==============================================  ================
 ``word``        :func:`~cs224n_nn.ner.vocab.normalize` (lower,   training words
                 digits -> 0)                                    (+ pretrained)
+``form``        the token as written, digits -> 0 (case kept:    training forms
+                "May" and "may" are two keys)
 ``casing``      :func:`~cs224n_nn.ner.vocab.casing` category     fixed, 7 entries
 ``shape``       :func:`~cs224n_nn.ner.vocab.word_shape`          training shapes
 ``prefixN``     first N characters, lower-cased                  training affixes
@@ -78,7 +80,7 @@ from cs224n_nn.ner.doc_casing import CATEGORIES as DOC_CASINGS
 from cs224n_nn.ner.doc_context import SLOTS as DOC_CONTEXT_SLOTS
 from cs224n_nn.ner.documents import Document, document_of_each, iter_documents
 from cs224n_nn.ner.gazetteer import Gazetteer, gazetteer_keys
-from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, casing, normalize, word_shape
+from cs224n_nn.ner.vocab import CASING_CATEGORIES, Vocab, cased_form, casing, normalize, word_shape
 
 __all__ = [
     "BOS",
@@ -100,7 +102,7 @@ EOS = "</s>"
 # Every feature vocabulary starts with these four ids: 0 padding, 1 unknown,
 # 2 and 3 the sentence boundaries that fill windows past the edges.
 SPECIALS = (Vocab.PAD, Vocab.UNK, BOS, EOS)
-FIXED_FEATURES = ("word", "casing", "shape", "gazetteer", "doc_casing", "doc_context")
+FIXED_FEATURES = ("word", "form", "casing", "shape", "gazetteer", "doc_casing", "doc_context")
 # Features whose keys come from the token's document, not the token alone.
 DOCUMENT_FEATURES = ("doc_casing", "doc_context")
 _AFFIX = re.compile(r"(prefix|suffix)([1-9])\Z")
@@ -117,7 +119,7 @@ def check_feature_name(name: str) -> str:
     if name in FIXED_FEATURES or _AFFIX.match(str(name)) or _NGRAM.match(str(name)):
         return name
     raise ConfigError(
-        f"data.features: unknown feature {name!r}; choose among word, casing, shape, gazetteer, doc_casing, doc_context, "
+        f"data.features: unknown feature {name!r}; choose among word, form, casing, shape, gazetteer, doc_casing, doc_context, "
         "prefixN, suffixN, charN (N = 1..9)"
     )
 
@@ -153,6 +155,8 @@ def _key_function(name: str) -> Callable[[str], str]:
     """
     if name == "word":
         return lambda token: token  # the word Vocab normalises by itself
+    if name == "form":
+        return cased_form
     if name == "gazetteer":
         return lambda token: "O"
     if name == "doc_casing":  # filled in per document by encode_batch

@@ -89,7 +89,7 @@ SCHEDULES = {
 }
 # The network's arguments, passed through from the module's.
 NETWORK_ARGS = ("feature_dims", "word_vectors", "freeze_word_vectors", "unknown_init", "hidden_dims", "activation",
-                "dropout", "embedding_dropout", "loss", "margin", "decode", "word_dropout")
+                "dropout", "embedding_dropout", "loss", "margin", "decode", "word_dropout", "label_smoothing")
 _NETWORK = "network."
 
 
@@ -120,7 +120,7 @@ class WindowNERModule(TaggerModule):
             fills it in from the data module (``data.encoder_state``).
         feature_dims, word_vectors, freeze_word_vectors, unknown_init,
         hidden_dims, activation, dropout, embedding_dropout, loss, margin,
-        decode, word_dropout: the network's (:class:`~cs224n_nn.ner.network.WindowNERNetwork`).
+        decode, word_dropout, label_smoothing: the network's (:class:`~cs224n_nn.ner.network.WindowNERNetwork`).
             With ``loss: sentence_ll`` training batches are whole sentences.
         optimizer: ``sgd``, ``adagrad``, ``adadelta``, ``rmsprop``, ``adam`` or ``adamw``;
             ``lr`` its learning rate, ``optimizer_args`` its other keywords.
@@ -161,6 +161,7 @@ class WindowNERModule(TaggerModule):
         stop_on_nonfinite: bool = True,
         sparse_embeddings: bool | None = None,
         word_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         # The encoder (vocabularies) goes into the checkpoint on its own key,

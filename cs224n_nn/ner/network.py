@@ -8,7 +8,8 @@ a window is classified from the concatenation of the window's vectors,
     a_1 = f(W_1 x + b_1),  a_2 = f(W_2 a_1 + b_2), ...   (hidden layers)
     s = U a_L + b_U                             (one score per tag)
 
-trained with softmax cross-entropy, ``J = -log softmax(s)_y``, the
+trained with softmax cross-entropy, ``J = -log softmax(s)_y`` (or, with label
+smoothing ``eps``, ``J = -(1 - eps) log softmax(s)_y - eps/K sum_j log softmax(s)_j``), the
 multiclass max-margin objective ``J = sum_{j != y} max(0, margin - s_y + s_j) / K``,
 or Collobert et al. (2011)'s sentence-level log-likelihood (a linear-chain
 CRF over the scores).  Every piece is cs224n-nn's own:
@@ -157,12 +158,13 @@ class WindowClassifier(torch.nn.ModuleList):
         """Tag scores ``[B, K]``."""
         return self[-1](self.hidden(x))
 
-    def loss(self, x: torch.Tensor, tags: torch.Tensor, loss: str, margin: float) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, tags: torch.Tensor, loss: str, margin: float,
+             label_smoothing: float = 0.0) -> torch.Tensor:
         """The per-window objective of the scores, output layer and loss fused (mean over windows)."""
         out = self[-1]
         h = self.hidden(x)
         if loss == "cross_entropy":
-            return cF.dense_cross_entropy(h, out.weight, out.bias, tags)
+            return cF.dense_cross_entropy(h, out.weight, out.bias, tags, label_smoothing=label_smoothing)
         return cF.dense_multi_margin(h, out.weight, out.bias, tags, margin=margin)
 
 
@@ -193,7 +195,9 @@ class WindowNERNetwork(torch.nn.Module):
             looked up as ``<unk>`` (its other features stay), as a word
             that neither the training data nor the pretrained vectors know
             is at prediction; 0 turns it off.
-        loss: ``cross_entropy`` or ``max_margin`` (``margin`` for the latter), per window;
+        loss: ``cross_entropy`` (``label_smoothing`` its ``eps``: the target puts ``1 - eps`` on the
+            gold tag and ``eps`` spread evenly over all ``K``, as ``torch.nn.CrossEntropyLoss``'s)
+            or ``max_margin`` (``margin`` for the latter), per window;
             or ``sentence_ll``, Collobert et al.'s sentence-level log-likelihood:
             a linear-chain CRF (:class:`cs224n_nn.nn.CRF`) whose transition
             scores are learnt with the network, one sentence per sequence,
@@ -217,6 +221,7 @@ class WindowNERNetwork(torch.nn.Module):
         margin: float = 1.0,
         decode: str = "viterbi",
         word_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.encoder = encoder if isinstance(encoder, WindowEncoder) else WindowEncoder.from_state_dict(encoder)
@@ -231,6 +236,11 @@ class WindowNERNetwork(torch.nn.Module):
         # (notes, "Max-margin objective function").
         check_number("model.margin", margin, 0.0, strict=True)
         self.margin = margin
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if label_smoothing and self.loss_name != "cross_entropy":
+            raise ConfigError(f"model.label_smoothing smooths the cross-entropy target; model.loss is {self.loss_name}")
+        self.label_smoothing = float(label_smoothing)
         hidden_dims = [300] if hidden_dims is None else list(hidden_dims)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
             raise ConfigError(f"model.hidden_dims must be positive integers, got {hidden_dims!r}")
@@ -258,7 +268,8 @@ class WindowNERNetwork(torch.nn.Module):
             self.loss_fn = None
             self.crf = cnn.CRF(len(self.encoder.tags))
         else:
-            self.loss_fn = (cnn.CrossEntropyLoss() if self.loss_name == "cross_entropy"
+            self.loss_fn = (cnn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+                            if self.loss_name == "cross_entropy"
                             else cnn.MultiClassMaxMarginLoss(margin=margin))
 
         start, trans, end = allowed_transitions(self.encoder.tags, self.encoder.scheme)
@@ -434,7 +445,8 @@ class WindowNERNetwork(torch.nn.Module):
         """
         if self.loss_name == "sentence_ll":
             return self.data_loss(self(batch["windows"]), batch["tags"], batch.get("lengths"))
-        return self.classifier.loss(self.window_vectors(batch["windows"]), batch["tags"], self.loss_name, self.margin)
+        return self.classifier.loss(self.window_vectors(batch["windows"]), batch["tags"], self.loss_name, self.margin,
+                                    self.label_smoothing)
 
     # -- decoding ---------------------------------------------------------
 

@@ -39,6 +39,7 @@ __all__ = [
     "CASING_CATEGORIES",
     "CASING_PAD",
     "Vocab",
+    "cased_form",
     "casing",
     "normalize",
     "word_shape",
@@ -50,6 +51,15 @@ _DIGIT = re.compile(r"\d")
 def normalize(token: str) -> str:
     """Lower-case ``token`` and replace each digit with ``"0"`` (module docstring)."""
     return _DIGIT.sub("0", token.lower())
+
+
+def cased_form(token: str) -> str:
+    """``token`` with each digit replaced by ``"0"`` and its case kept: the key of the ``form`` feature.
+
+    >>> cased_form("May"), cased_form("may"), cased_form("1996")
+    ('May', 'may', '0000')
+    """
+    return _DIGIT.sub("0", token)
 
 
 class Vocab:
