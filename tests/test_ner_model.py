@@ -104,7 +104,8 @@ def test_label_smoothing_is_torchs_smoothed_cross_entropy(encoder):
 @pytest.mark.parametrize("bad, match", [
     ({"label_smoothing": 1.0}, r"model\.label_smoothing must be in \[0, 1\)"),
     ({"label_smoothing": -0.1}, r"model\.label_smoothing must be in"),
-    ({"label_smoothing": 0.1, "loss": "max_margin"}, r"model\.label_smoothing smooths the cross-entropy.*max_margin"),
+    ({"label_smoothing": 0.1, "loss": "max_margin"},
+     r"model\.label_smoothing smooths the cross-entropy.*max_margin"),
 ])
 def test_label_smoothing_bad_values_name_the_option(encoder, bad, match):
     with pytest.raises(ConfigError, match=match):

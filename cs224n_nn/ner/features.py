@@ -119,8 +119,8 @@ def check_feature_name(name: str) -> str:
     if name in FIXED_FEATURES or _AFFIX.match(str(name)) or _NGRAM.match(str(name)):
         return name
     raise ConfigError(
-        f"data.features: unknown feature {name!r}; choose among word, form, casing, shape, gazetteer, doc_casing, doc_context, "
-        "prefixN, suffixN, charN (N = 1..9)"
+        f"data.features: unknown feature {name!r}; choose among word, form, casing, shape, gazetteer, doc_casing, "
+        "doc_context, prefixN, suffixN, charN (N = 1..9)"
     )
 
 
