@@ -229,15 +229,13 @@ class WindowNERNetwork(torch.nn.Module):
         self.loss_name = choose("model.loss", loss, LOSSES)
         self.decoder = choose("model.decode", decode, DECODERS)
         for option, p in (("model.dropout", dropout), ("model.embedding_dropout", embedding_dropout),
-                          ("model.word_dropout", word_dropout)):
+                          ("model.word_dropout", word_dropout), ("model.label_smoothing", label_smoothing)):
             if not 0.0 <= float(p) < 1.0:
                 raise ConfigError(f"{option} must be in [0, 1), got {p!r}")
         # A margin <= 0 makes the max-margin loss satisfied by equal scores
         # (notes, "Max-margin objective function").
         check_number("model.margin", margin, 0.0, strict=True)
         self.margin = margin
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if label_smoothing and self.loss_name != "cross_entropy":
             raise ConfigError(f"model.label_smoothing smooths the cross-entropy target; model.loss is {self.loss_name}")
         self.label_smoothing = float(label_smoothing)

@@ -50,7 +50,7 @@ _DIGIT = re.compile(r"\d")
 
 def normalize(token: str) -> str:
     """Lower-case ``token`` and replace each digit with ``"0"`` (module docstring)."""
-    return _DIGIT.sub("0", token.lower())
+    return cased_form(token.lower())
 
 
 def cased_form(token: str) -> str:
